@@ -1,0 +1,187 @@
+"""The `vlsa` command. Subcommands parse arguments and call into the modules; no logic here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from vlsa import __version__
+from vlsa.errors import VlsaError
+
+EPILOG = "Errors in the input are reported as one line naming the file or key, with exit status 2."
+
+
+def _synth(args) -> None:
+    from tqdm import tqdm
+
+    out = Path(args.out)
+    if args.kind == "fundus":
+        from vlsa.data.fundus import DoFEReader
+        from vlsa.data.synth.fundus import generate_fundus
+
+        with tqdm(total=4 * args.per_domain, desc="synth fundus", unit="img") as bar:
+            generate_fundus(out, args.per_domain, args.size, args.seed, progress=bar)
+        reader = DoFEReader(out)
+    else:
+        from vlsa.data.mms import MMSReader
+        from vlsa.data.synth.cardiac import generate_cardiac
+
+        with tqdm(total=4 * args.per_vendor, desc="synth cardiac", unit="subject") as bar:
+            generate_cardiac(out, args.per_vendor, args.seed, progress=bar)
+        reader = MMSReader(out)
+    print(f"wrote {args.kind} to {out}")
+    if args.preview:
+        from vlsa.data.synth.preview import preview
+
+        png = preview(reader, out / "preview.png")
+        print(f"preview: {png}")
+
+
+def _verify(args) -> None:
+    from vlsa.data.domains import open_reader
+    from vlsa.data.integrity import verify
+
+    reader = open_reader(args.dataset, args.root, spacing=args.spacing)
+    domains = args.domains or reader.domains()
+    for s in verify(reader, domains):
+        fractions = ", ".join(f"{k} {v:.3f}" for k, v in s.label_fraction.items())
+        print(f"{s.domain:>16} {s.split:<5} {s.images:5d} images {s.groups:5d} units  [{fractions}]")
+    print("ok: dataset passed the integrity check")
+
+
+def _train(args) -> None:
+    from vlsa.config import load_config
+    from vlsa.engine.train import train
+
+    if args.resume and args.out is None:
+        raise VlsaError("--resume needs --out RUN_DIR (the run to continue)")
+    config = None if (args.resume and args.config is None and not args.set) else load_config(args.config, args.set)
+    out = args.out or f"runs/{config.data.dataset}-{config.model.name}-{'+'.join(config.data.source)}-s{config.seed}"
+    run = train(config, out, resume=args.resume)
+    print(f"run: {run}")
+
+
+def _evaluate(args) -> None:
+    from vlsa.engine.evaluate import evaluate_run
+
+    evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device)
+    if args.report:
+        from vlsa.report.html import write_report
+
+        print(f"report: {write_report(args.run)}")
+
+
+def _predict(args) -> None:
+    from vlsa.engine.predict import predict_paths
+
+    written = predict_paths(args.run, args.input, args.output, overlay=args.overlay, device=args.device)
+    print(f"wrote {len(written)} prediction(s) to {args.output}")
+
+
+def _protocol(args) -> None:
+    from vlsa.config import load_config
+    from vlsa.engine.protocol import protocol_markdown, run_protocol
+
+    config = load_config(args.config, args.set)
+    out = args.out or f"runs/protocol-{config.data.dataset}-{config.model.name}-{args.mode}-s{config.seed}"
+    result = run_protocol(config, args.mode, out)
+    print(protocol_markdown(result))
+    print(f"results: {out}/protocol.md")
+
+
+def _demo(args) -> None:
+    from vlsa.engine.demo import run_demo
+
+    run_demo(args.out, args.set)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlsa",
+        description="Domain-generalised medical image segmentation with vision-language semantic aggregation.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"vlsa {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (warnings are shown anyway)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a synthetic multi-site dataset in the real layout", epilog=EPILOG,
+                       description="Write four synthetic sites/vendors in the DoFE (fundus) or M&Ms (cardiac) layout.")
+    p.add_argument("kind", choices=["fundus", "cardiac"])
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--per-domain", type=int, default=60, help="fundus: images per site (train+test)")
+    p.add_argument("--per-vendor", type=int, default=10, help="cardiac: subjects per vendor")
+    p.add_argument("--size", type=int, default=128, help="fundus ROI size in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preview", action="store_true", help="also write preview.png (rows = sites, label contours)")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("verify", help="check a dataset's integrity before use", epilog=EPILOG,
+                       description="Load every image/mask pair once and check pairing, sizes, label values, empty domains.")
+    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "folder"])
+    p.add_argument("--root", required=True)
+    p.add_argument("--domains", nargs="+")
+    p.add_argument("--spacing", type=float, default=None, help="mms: in-plane resampling, mm")
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser("train", help="train a model on the source domain(s)", epilog=EPILOG,
+                       description="Train on the config's source domain(s); checkpoints are selected on a source "
+                                   "validation split, never on target domains.")
+    p.add_argument("--config", help="YAML config (configs/*.yaml); defaults if omitted")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.steps=100")
+    p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<source>-s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="per-domain Dice/HD95/ASD of a trained run", epilog=EPILOG,
+                       description="Evaluate a run on each domain's test split; writes metrics.json/.csv/.md and overlays.")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--data", help="dataset root (default: the run's)")
+    p.add_argument("--domains", nargs="+", help="domains to evaluate (default: sources and targets)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--report", action="store_true", help="also write report.html")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="segment image or NIfTI files", epilog=EPILOG,
+                       description="PNG/JPEG in -> label PNG out (pixel = class index, same size and name); "
+                                   "NIfTI in -> NIfTI out with the same shape and affine.")
+    p.add_argument("--run", required=True)
+    p.add_argument("--input", required=True, nargs="+", help="files or folders")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("protocol", help="run a DG protocol over all source choices", epilog=EPILOG,
+                       description="single-source: train on each domain, evaluate on all; lodo: leave one domain out. "
+                                   "Finished runs are cached, so an interrupted protocol resumes.")
+    p.add_argument("--config", required=True)
+    p.add_argument("--mode", required=True, choices=["single-source", "lodo"])
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--out", help="output folder")
+    p.set_defaults(func=_protocol)
+
+    p = sub.add_parser("demo", help="train and evaluate on synthetic fundus in minutes", epilog=EPILOG,
+                       description="Generate the synthetic fundus set if needed, train the baseline on one site, "
+                                   "evaluate on all four, print the table and write report.html.")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a demo config key")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="vlsa: %(message)s")
+    try:
+        args.func(args)
+    except VlsaError as exc:
+        print(f"vlsa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vlsa: interrupted", file=sys.stderr)
+        return 130
+    return 0

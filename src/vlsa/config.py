@@ -1,0 +1,171 @@
+"""Typed, validated experiment configuration: YAML file + dotted `--set key=value` overrides.
+
+Every default lives here. Unknown keys and wrong types are errors that name the dotted key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vlsa.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SynthConfig(Strict):
+    """Size of the synthetic set generated when `data.root` is not given (cached by these values)."""
+
+    per_domain: int = Field(60, ge=4)
+    size: int = Field(128, ge=32)
+    seed: int = 0
+
+
+class AugmentConfig(Strict):
+    flip: bool = True
+    rotate: float = Field(15.0, ge=0, description="max rotation, degrees")
+    scale: float = Field(0.1, ge=0, lt=1)
+    intensity: float = Field(0.1, ge=0, description="brightness/contrast/gamma jitter")
+    colour: float = Field(0.0, ge=0, description="strong per-channel colour/gamma/blur/noise jitter (DG baseline)")
+
+
+class DataConfig(Strict):
+    dataset: Literal["fundus", "riga", "mms", "folder"] = "fundus"
+    root: str | None = None
+    source: list[str] = Field(default_factory=lambda: ["Domain1"])
+    targets: list[str] | None = None
+    image_size: int = Field(96, ge=16)
+    spacing: float | None = Field(None, gt=0, description="in-plane mm for volumes (mms, folder NIfTI)")
+    normalise: Literal["none", "zscore"] = "zscore"
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("source", "targets", mode="before")
+    @classmethod
+    def _one_or_list(cls, value):
+        if isinstance(value, str):
+            return [value]
+        return value
+
+
+class UNetConfig(Strict):
+    channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    num_res_units: int = Field(1, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class ModelConfig(Strict):
+    name: Literal["unet"] = "unet"
+    unet: UNetConfig = Field(default_factory=UNetConfig)
+
+
+class TrainConfig(Strict):
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup: int = Field(20, ge=0)
+    schedule: Literal["cosine", "poly"] = "cosine"
+    clip_grad: float = Field(1.0, ge=0)
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    amp: bool = True
+    val_every: int = Field(50, ge=1)
+    log_every: int = Field(10, ge=1)
+    threads: int | None = Field(None, ge=1)
+
+
+class EvalConfig(Strict):
+    overlays: int = Field(6, ge=0, description="images per domain in the overlay grid")
+    batch_size: int = Field(16, ge=1)
+
+
+class Config(Strict):
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """Short hash of the resolved config (recorded in checkpoints)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_error(exc: ValidationError, origin: str) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"{origin}: unknown config key '{key}'"
+    return f"{origin}: config key '{key}': {err['msg']} (got {err.get('input')!r})"
+
+
+def _set_dotted(tree: dict, key: str, value: Any, origin: str) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: config key '{key}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(pairs: list[str] | None) -> list[tuple[str, Any]]:
+    """`key=value` strings -> (key, YAML-parsed value)."""
+    out = []
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def build_config(tree: dict | None = None, overrides: list[str] | None = None, origin: str = "config") -> Config:
+    tree = json.loads(json.dumps(tree or {}))  # deep copy
+    for key, value in parse_overrides(overrides):
+        _set_dotted(tree, key, value, "--set")
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, origin)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when `path` is None) and apply `--set` overrides."""
+    tree: dict = {}
+    origin = "config"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of keys")
+    return build_config(tree, overrides, origin)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    from vlsa.utils.atomic import write_text
+
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

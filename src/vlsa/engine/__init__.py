@@ -1,0 +1,1 @@
+"""Engine: wires readers, transforms, models and metrics from a config."""

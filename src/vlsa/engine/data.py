@@ -1,0 +1,131 @@
+"""From a config to tensors: open the dataset (generating the synthetic one if needed), split
+the source domains into train/validation by case, and fit samples to the model's input size."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vlsa.data.domains import check_domains, open_reader
+from vlsa.data.sample import Sample
+from vlsa.data.splits import hash_split
+from vlsa.engine.geometry import Geometry, geometry_for, normalise, to_model
+from vlsa.errors import ConfigError
+
+SYNTHETIC = ("fundus", "mms")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VLSA_CACHE", Path.home() / ".cache" / "vlsa"))
+
+
+def synthetic_root(dataset: str, synth) -> Path:
+    """Generate (once, atomically) and return the synthetic dataset for these parameters."""
+    params = {"dataset": dataset, **synth.model_dump(), "generator": 1}
+    key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    root = cache_dir() / "synth" / f"{dataset}-{key}"
+    if root.is_dir():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        if dataset == "fundus":
+            from vlsa.data.synth.fundus import generate_fundus
+
+            with tqdm(total=4 * synth.per_domain, desc="synth fundus", unit="img") as bar:
+                generate_fundus(tmp, synth.per_domain, synth.size, synth.seed, progress=bar)
+        else:
+            from vlsa.data.synth.cardiac import generate_cardiac
+
+            with tqdm(total=4 * synth.per_domain, desc="synth cardiac", unit="subject") as bar:
+                generate_cardiac(tmp, synth.per_domain, synth.seed, progress=bar)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def dataset_root(config) -> Path:
+    data = config.data
+    if data.root is not None:
+        return Path(data.root)
+    if data.dataset not in SYNTHETIC:
+        raise ConfigError(f"config key 'data.root': required for dataset {data.dataset!r}")
+    return synthetic_root(data.dataset, data.synth)
+
+
+def open_configured(config, root: str | Path | None = None):
+    root = Path(root) if root is not None else dataset_root(config)
+    return open_reader(config.data.dataset, root, spacing=config.data.spacing, test_fraction=config.data.test_fraction)
+
+
+def domains_of(config, reader) -> tuple[list[str], list[str]]:
+    """(sources, targets) named by the config, checked against the dataset."""
+    available = reader.domains()
+    check_domains(config.data.source, available, "source", reader.root)
+    targets = config.data.targets
+    if targets is None:
+        targets = [d for d in available if d not in config.data.source]
+    check_domains(targets, available, "target", reader.root)
+    leak = sorted(set(targets) & set(config.data.source))
+    if leak:
+        raise ConfigError(f"config key 'data.targets': {leak} are also sources")
+    return list(config.data.source), list(targets)
+
+
+@dataclass
+class Prepared:
+    """Samples fitted to the model: images N x C x S x S, labels N x S x S, and what evaluation
+    needs to map predictions back (native labels, geometry, grouping, spacing)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    samples: list[Sample]
+    geometries: list[Geometry]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def prepare(samples: list[Sample], config, spec) -> Prepared:
+    size = config.data.image_size
+    images, labels, geoms = [], [], []
+    for s in samples:
+        geom = geometry_for(spec.volumetric, s.image.shape[-2:], size)
+        img, lab = to_model(s.image, s.label, geom)
+        images.append(normalise(img, config.data.normalise))
+        labels.append(lab)
+        geoms.append(geom)
+        s.image = None  # the model-size copy is all training needs; keeps memory flat on real data
+    if not images:
+        return Prepared(torch.zeros(0), torch.zeros(0), [], [])
+    return Prepared(torch.stack(images), torch.stack(labels), samples, geoms)
+
+
+def split_train_val(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Hold out whole cases (all slices of a subject) of the source domains for validation."""
+    val_cases = hash_split([s.case_id for s in samples], fraction, salt=f"val-{seed}")
+    train = [s for s in samples if s.case_id not in val_cases]
+    val = [s for s in samples if s.case_id in val_cases]
+    return train, val
+
+
+def load_source(config, reader, sources: list[str]) -> tuple[list[Sample], list[Sample]]:
+    samples = []
+    for domain in sources:
+        samples.extend(reader.samples(domain, "train"))
+    return split_train_val(samples, config.data.val_fraction, config.seed)
+
+
+def label_fraction(prepared: Prepared, num_classes: int) -> np.ndarray:
+    return torch.bincount(prepared.labels.flatten(), minlength=num_classes).numpy() / max(1, prepared.labels.numel())

@@ -1,0 +1,86 @@
+"""Fit images to the model's input size and map predictions back to the native grid.
+
+2D photographs (fundus, folder PNGs) are resized (the whole ROI matters, aspect kept square).
+Slices of volumes are already at a physical spacing, so they are centre-padded/cropped: resizing
+would change the millimetres per pixel between vendors, which is exactly what spacing
+normalisation removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Geometry:
+    mode: str  # "resize" | "pad"
+    native: tuple[int, int]
+    size: int
+
+    def _offsets(self):
+        # offsets of the native grid inside the model grid (negative = native is cropped)
+        return [(self.size - n) // 2 for n in self.native]
+
+
+def geometry_for(volumetric: bool, native: tuple[int, int], size: int) -> Geometry:
+    return Geometry("pad" if volumetric else "resize", tuple(int(n) for n in native), size)
+
+
+def _place(array: torch.Tensor, src: tuple[int, int], dst: tuple[int, int], fill: float) -> torch.Tensor:
+    """Centre `array` (... x H x W of shape src) in a canvas of shape dst, cropping or padding."""
+    out = array.new_full((*array.shape[:-2], *dst), fill)
+    ys, yd = _span(src[0], dst[0])
+    xs, xd = _span(src[1], dst[1])
+    out[..., yd, xd] = array[..., ys, xs]
+    return out
+
+
+def _span(n_src: int, n_dst: int):
+    if n_dst >= n_src:
+        o = (n_dst - n_src) // 2
+        return slice(0, n_src), slice(o, o + n_src)
+    o = (n_src - n_dst) // 2
+    return slice(o, o + n_dst), slice(0, n_dst)
+
+
+def to_model(image: np.ndarray, label: np.ndarray | None, geom: Geometry):
+    """C x H x W image (+ H x W label) -> tensors at the model size."""
+    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    lab = None if label is None else torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64))
+    size = (geom.size, geom.size)
+    if geom.mode == "resize":
+        img = F.interpolate(img[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        if lab is not None:
+            lab = F.interpolate(lab[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
+    else:
+        img = _place(img, geom.native, size, 0.0)
+        if lab is not None:
+            lab = _place(lab, geom.native, size, 0)
+    return img, lab
+
+
+def to_native(logits: torch.Tensor, geom: Geometry) -> torch.Tensor:
+    """K x S x S logits -> K x H x W logits on the native grid (padding regions -> background)."""
+    if geom.mode == "resize":
+        return F.interpolate(logits[None], size=geom.native, mode="bilinear", align_corners=False)[0]
+    out = _place(logits, (geom.size, geom.size), geom.native, 0.0)
+    # native pixels outside the model's field of view are background
+    outside = _place(torch.ones(1, geom.size, geom.size), (geom.size, geom.size), geom.native, 0.0)[0] == 0
+    if outside.any():
+        out[:, outside] = -1e4
+        out[0, outside] = 1e4
+    return out
+
+
+def normalise(image: torch.Tensor, mode: str) -> torch.Tensor:
+    """Per-image, per-channel z-score (or nothing)."""
+    if mode == "none":
+        return image
+    dims = (-2, -1)
+    mean = image.mean(dim=dims, keepdim=True)
+    std = image.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    return (image - mean) / std

@@ -1,0 +1,110 @@
+"""Prediction on files: PNG/JPEG in -> label PNG out (same size and name, pixel = class index);
+NIfTI in -> NIfTI out with the input's shape and affine (slices resampled to the model's spacing
+and back)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vlsa.data.io import is_image, is_nifti, read_image, read_nifti, stem, write_nifti, write_png
+from vlsa.data.resample import normalise_percentile, resample_plane
+from vlsa.engine.evaluate import load_run
+from vlsa.engine.geometry import geometry_for, normalise, to_model, to_native
+from vlsa.engine.inference import model_logits
+from vlsa.errors import DataError
+from vlsa.report.overlay import draw_contours, grid, to_rgb
+
+
+def collect_inputs(paths: list[str | Path]) -> list[Path]:
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and (is_image(f) or is_nifti(f)))
+            if not found:
+                raise DataError(p, "no PNG/JPEG/NIfTI files in folder")
+            files.extend(found)
+        elif p.is_file():
+            if not (is_image(p) or is_nifti(p)):
+                raise DataError(p, "unsupported file type (expected PNG/JPEG/BMP/TIFF or NIfTI)")
+            files.append(p)
+        else:
+            raise DataError(p, "input not found")
+    names = [stem(f) for f in files]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(None, f"two inputs would write the same output name: {dup[0]}")
+    return files
+
+
+class Predictor:
+    def __init__(self, run_dir: str | Path, device: str = "cpu"):
+        self.config, self.spec, self.model = load_run(run_dir, device=device)
+        self.device = torch.device(device)
+
+    def _labels(self, planes: list[np.ndarray]) -> list[np.ndarray]:
+        """C x H x W float planes -> H x W label maps on each plane's own grid."""
+        size, volumetric = self.config.data.image_size, self.spec.volumetric
+        geoms = [geometry_for(volumetric, p.shape[-2:], size) for p in planes]
+        batch = torch.stack([normalise(to_model(p, None, g)[0], self.config.data.normalise) for p, g in zip(planes, geoms)])
+        logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device)
+        return [to_native(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
+
+    def predict_image(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        image = read_image(path, "RGB" if self.spec.channels == 3 else "L")
+        chw = (image.transpose(2, 0, 1) if image.ndim == 3 else image[None]).astype(np.float32) / 255.0
+        if self.spec.volumetric:
+            chw = normalise_percentile(chw)
+        return chw, self._labels([chw])[0]
+
+    def predict_volume(self, path: Path):
+        """-> (label volume with the input's spatial shape, a few (image, label) slices for overlays)."""
+        data, affine, zooms = read_nifti(path)
+        if data.ndim < 2 or data.ndim > 4:
+            raise DataError(path, f"expected a 2D, 3D or 4D volume, got shape {data.shape}")
+        if self.spec.channels != 1:
+            raise DataError(path, "this model takes RGB images, not volumes")
+        shape = data.shape
+        vol = data.reshape(shape[0], shape[1], -1).astype(np.float32)  # x, y, (z*t)
+        spacing = (float(zooms[0]), float(zooms[1])) if len(zooms) >= 2 else (1.0, 1.0)
+        target = spacing if self.config.data.spacing is None else (self.config.data.spacing,) * 2
+        planes = [normalise_percentile(resample_plane(vol[:, :, k], spacing, target, order=1))[None]
+                  for k in range(vol.shape[2])]
+        labels = self._labels(planes)
+        back = [resample_plane(lab, target, spacing, order=0, shape=shape[:2]) for lab in labels]
+        out = np.stack(back, axis=-1).reshape(shape).astype(np.uint8)
+        return out, affine, list(zip(planes, labels))
+
+
+def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
+                  quiet: bool = False) -> list[Path]:
+    import nibabel as nib
+
+    predictor = Predictor(run_dir, device=device)
+    files = collect_inputs(inputs)
+    output = Path(output)
+    written = []
+    for path in tqdm(files, desc="predict", unit="file", disable=quiet):
+        name = stem(path)
+        if is_nifti(path):
+            labels, affine, slices = predictor.predict_volume(path)
+            header = nib.load(str(path)).header.copy()
+            header.set_data_dtype(np.uint8)
+            header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
+            target = output / f"{name}.nii.gz"
+            write_nifti(target, labels, affine, header=header)
+            if overlay:
+                shown = [s for s in slices if s[1].any()][:8] or slices[:1]
+                tiles = [draw_contours(to_rgb(img), lab, predictor.spec) for img, lab in shown]
+                write_png(output / f"{name}_overlay.png", grid([tiles]))
+        else:
+            image, labels = predictor.predict_image(path)
+            target = output / f"{name}.png"
+            write_png(target, labels)
+            if overlay:
+                write_png(output / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
+        written.append(target)
+    return written

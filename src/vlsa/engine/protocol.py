@@ -1,0 +1,98 @@
+"""DG protocols over all source choices, resumable: each finished run is cached by its folder.
+
+single-source: train on each domain alone, evaluate on all. lodo: train on all but one, evaluate
+on the left-out one (and the sources' test splits). One combined table: source -> target Dice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from vlsa.config import Config
+from vlsa.data.domains import protocol_splits
+from vlsa.engine.data import open_configured
+from vlsa.engine.evaluate import evaluate_run, read_metrics
+from vlsa.engine.train import train
+from vlsa.report.tables import markdown
+from vlsa.utils.atomic import write_json, write_text
+
+
+def run_name(sources: list[str], targets: list[str], mode: str) -> str:
+    return f"{'+'.join(sources)}" if mode == "single-source" else f"lodo-{targets[0]}"
+
+
+def run_one(config: Config, run_dir: Path, quiet: bool = False) -> dict:
+    """Train (or resume) and evaluate one run; a finished run is read back, not redone."""
+    if (run_dir / "metrics.json").is_file():
+        return read_metrics(run_dir)
+    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    train(None if resume else config, run_dir, resume=resume, quiet=quiet)
+    return evaluate_run(run_dir, quiet=True)
+
+
+def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False) -> dict:
+    out = Path(out)
+    reader = open_configured(config)
+    domains = reader.domains()
+    runs = {}
+    for sources, targets in protocol_splits(domains, mode):
+        cfg = config.model_copy(deep=True)
+        cfg.data.source = sources
+        cfg.data.targets = targets
+        name = run_name(sources, targets, mode)
+        runs[name] = run_one(cfg, out / name, quiet=quiet)
+    result = {"mode": mode, "dataset": config.data.dataset, "domains": domains, "runs": runs,
+              "table": dice_matrix(runs, domains)}
+    write_json(out / "protocol.json", result)
+    write_text(out / "protocol.md", protocol_markdown(result))
+    write_text(out / "protocol.csv", protocol_csv(result))
+    return result
+
+
+def dice_matrix(runs: dict, domains: list[str]) -> dict:
+    """run -> {domain: mean Dice, 'unseen': mean over targets}; plus per-class unseen means."""
+    table = {}
+    for name, metrics in runs.items():
+        row = {d: metrics["domains"][d]["dice"]["mean"] for d in domains if d in metrics["domains"]}
+        unseen = [m for m in metrics["domains"].values() if m["role"] == "target"]
+        row["unseen"] = sum(m["dice"]["mean"] for m in unseen) / len(unseen)
+        classes = [c for c in unseen[0]["dice"] if c != "mean"]
+        for c in classes:
+            row[f"unseen_{c}"] = sum(m["dice"][c] for m in unseen) / len(unseen)
+        table[name] = row
+    return table
+
+
+def _rows(result: dict) -> list[list[str]]:
+    domains, table = result["domains"], result["table"]
+    extra = [k for k in next(iter(table.values())) if k.startswith("unseen_")]
+    header = ["source \\ target", *domains, "unseen mean", *(k.replace("unseen_", "unseen ") for k in extra)]
+    rows = [header]
+    for name, row in table.items():
+        sources = set(result["runs"][name]["source"])
+        cells = [name]
+        for d in domains:
+            v = row.get(d)
+            cells.append("" if v is None else (f"({v:.3f})" if d in sources else f"{v:.3f}"))
+        cells.append(f"**{row['unseen']:.3f}**")
+        cells += [f"{row[k]:.3f}" for k in extra]
+        rows.append(cells)
+    mean_unseen = sum(r["unseen"] for r in table.values()) / len(table)
+    rows.append(["mean", *([""] * len(domains)), f"**{mean_unseen:.3f}**",
+                 *(f"{sum(r[k] for r in table.values()) / len(table):.3f}" for k in extra)])
+    return rows
+
+
+def protocol_markdown(result: dict) -> str:
+    return (f"# {result['mode']} protocol on {result['dataset']}: mean Dice\n\n"
+            "Rows: source domain(s); columns: evaluation domain (test split). Values in parentheses are the "
+            "source's own test split (in-domain); `unseen mean` averages the target domains only.\n\n"
+            + markdown(_rows(result)))
+
+
+def protocol_csv(result: dict) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerows([[c.replace("**", "").strip("()") for c in r] for r in _rows(result)])
+    return buf.getvalue()

@@ -1,0 +1,46 @@
+"""What a run directory records about where it ran: versions, machine, command, seed."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import random
+import sys
+
+import numpy as np
+import torch
+
+from vlsa import __version__
+
+
+def environment(device: str | None = None) -> dict:
+    versions = {"vlsa": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for name in ("monai", "numpy", "nibabel", "transformers"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - optional packages may be absent
+            versions[name] = None
+    return {
+        "versions": versions,
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+                    "device": device, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "command": " ".join(sys.argv),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    from vlsa.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'train.device': 'cuda' requested but no CUDA device is available")
+    return torch.device(name)

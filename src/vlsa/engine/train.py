@@ -1,0 +1,203 @@
+"""The training loop: AdamW, warm-up + cosine/poly schedule, gradient clipping, AMP on GPU,
+source-only validation for checkpoint selection, atomic checkpoints and exact resume.
+
+Exact resume: every random draw of a step (batch indices, augmentation) comes from a generator
+seeded with (seed, step), and the learning rate is a pure function of the step, so the state to
+restore is just weights + optimizer + step; a resumed run reproduces the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vlsa.config import Config, load_config, save_config
+from vlsa.data.transforms import augment
+from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from vlsa.engine.data import domains_of, load_source, open_configured, prepare
+from vlsa.engine.inference import predict_prepared, score
+from vlsa.engine.runinfo import environment, resolve_device, seed_everything
+from vlsa.errors import VlsaError
+from vlsa.losses import SegmentationLoss
+from vlsa.models import build_model
+from vlsa.utils.atomic import write_json
+
+LOG_FIELDS = ("step", "loss", "lr", "val_dice", "seconds")
+
+
+def learning_rate(step: int, cfg) -> float:
+    """Linear warm-up, then cosine (or poly 0.9) decay to zero at `steps`."""
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.schedule == "poly":
+        return cfg.lr * (1 - progress) ** 0.9
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+class _Stop:
+    """Turns SIGTERM into 'save a last checkpoint, then stop' instead of dying mid-write."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, *_):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [row for row in csv.DictReader(fh) if int(row["step"]) <= upto]
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    from vlsa.utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train(config: Config | None, out: str | Path, resume: bool = False, stop_at: int | None = None,
+          quiet: bool = False) -> Path:
+    """Train into `out`; returns the run directory. `stop_at` stops early (as an interruption would)."""
+    out = Path(out)
+    ckpt_dir = out / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    if resume:
+        if not last_path.is_file():
+            raise VlsaError(f"{last_path}: nothing to resume (no last checkpoint)")
+        saved = load_config(out / "config.yaml")
+        if config is not None and config.digest() != saved.digest():
+            raise VlsaError(f"{out / 'config.yaml'}: --resume with a config that differs from the run's; "
+                            "drop --config/--set to continue the run as it was")
+        config = saved
+    elif last_path.is_file():
+        raise VlsaError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    assert config is not None
+    cfg = config.train
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(config.seed)
+    device = resolve_device(cfg.device)
+
+    reader = open_configured(config)
+    sources, targets = domains_of(config, reader)
+    spec = reader.spec
+    train_samples, val_samples = load_source(config, reader, sources)
+    if not train_samples:
+        raise VlsaError(f"{reader.root}: no training samples in source domain(s) {sources}")
+    train_set = prepare(train_samples, config, spec)
+    val_set = prepare(val_samples, config, spec)
+
+    model = build_model(config, spec).to(device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    loss_fn = SegmentationLoss()
+    start, best = 0, {"score": -1.0, "step": -1}
+    if resume:
+        state = load_checkpoint(last_path)
+        load_model_state(model, state, last_path)
+        optimizer.load_state_dict(state["optimizer"])
+        start, best = state["step"], state["best"]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+        write_json(out / "run.json", {"sources": sources, "targets": targets, "dataset_root": str(reader.root),
+                                      "train_samples": len(train_set), "val_samples": len(val_set),
+                                      "val_cases": sorted({s.case_id for s in val_samples}),
+                                      "seed": config.seed, **environment(str(device))})
+    log_rows = _read_log(out / "log.csv", start)
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def save(step: int, path: Path) -> None:
+        save_checkpoint(path, model=model, optimizer=optimizer, step=step, config=config, spec=spec, best=best)
+
+    def validate() -> float:
+        if len(val_set) == 0:
+            return float("nan")
+        native, _ = predict_prepared(model, val_set, config.eval.batch_size, device)
+        return score(val_set, native, spec, distances=False).aggregate()["dice"]["mean"]
+
+    model.train()
+    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {'+'.join(sources)}", unit="step",
+               disable=quiet, dynamic_ncols=True)
+    running = []
+    with _Stop() as stop:
+        step = start
+        while step < end:
+            g = step_generator(config.seed, step)
+            idx = torch.randint(len(train_set), (cfg.batch_size,), generator=g)
+            x, y = augment(train_set.images[idx], train_set.labels[idx], config.data.augment, g)
+            lr = learning_rate(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = x.to(device), y.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            optimizer.step()
+            step += 1
+            running.append(float(loss.item()))
+            bar.update(1)
+            val = float("nan")
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                val = validate()
+                model.train()
+                if not np.isnan(val) and val > best["score"]:
+                    best = {"score": val, "step": step}
+                    save(step, ckpt_dir / "best.pt")
+            if step % cfg.log_every == 0 or not np.isnan(val) or step == end:
+                log_rows.append({"step": step, "loss": f"{np.mean(running):.5f}", "lr": f"{lr:.3e}",
+                                 "val_dice": "" if np.isnan(val) else f"{val:.4f}",
+                                 "seconds": f"{time.time() - t0:.2f}"})
+                running = []
+                bar.set_postfix(loss=log_rows[-1]["loss"], val=f"{best['score']:.3f}")
+            if step % cfg.val_every == 0 or step == end or stop.requested:
+                save(step, last_path)
+                _write_log(out / "log.csv", log_rows)
+            if stop.requested:
+                bar.close()
+                raise VlsaError(f"{out}: stopped by SIGTERM at step {step}; resume with --resume")
+    bar.close()
+    if step >= cfg.steps:
+        if best["step"] < 0:  # no validation split: the last weights are the selected ones
+            best = {"score": float("nan"), "step": step}
+            save(step, ckpt_dir / "best.pt")
+            save(step, last_path)
+        from vlsa.report.plots import plot_curves
+
+        plot_curves(out / "log.csv", out / "curves.png")
+    return out

@@ -1,0 +1,31 @@
+"""User-facing errors.
+
+Anything a user can cause (a missing file, a corrupt NIfTI, a config typo) is raised as a
+`VlsaError` whose message is one line naming the file or key and the problem. The CLI prints it
+as `vlsa: error: <message>` and exits with status 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class VlsaError(Exception):
+    """A problem with the user's input, reported as one line (exit status 2)."""
+
+
+class DataError(VlsaError):
+    """A dataset file or folder is missing, corrupt or inconsistent."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class ConfigError(VlsaError):
+    """A config key is unknown, mistyped or out of range."""
+
+
+class CheckpointError(VlsaError):
+    """A checkpoint is missing, unsafe or belongs to another model."""

@@ -1,0 +1,18 @@
+"""Comparison models. ERM U-Net: MONAI's residual U-Net trained on the source domain(s) only."""
+
+from __future__ import annotations
+
+from monai.networks.nets import UNet
+
+
+def build_unet(cfg, in_channels: int, num_classes: int) -> UNet:
+    return UNet(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=num_classes,
+        channels=tuple(cfg.channels),
+        strides=(2,) * (len(cfg.channels) - 1),
+        num_res_units=cfg.num_res_units,
+        norm="instance",
+        dropout=cfg.dropout,
+    )

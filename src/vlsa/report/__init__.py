@@ -1,0 +1,1 @@
+"""Writers for what people look at: tables, plots, overlays, the HTML report."""

@@ -1,0 +1,49 @@
+"""A small self-contained HTML report of a run: table, curves, overlays, config, environment."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from vlsa.report.tables import domain_table
+from vlsa.utils.atomic import write_text
+
+
+def _table_html(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_report(run_dir: str | Path, title: str = "vlsa run") -> Path:
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    units = metrics.get("units", "px")
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Dataset <b>{html.escape(metrics['dataset'])}</b>; trained on <b>{html.escape(', '.join(metrics['source']))}</b>; "
+        f"evaluated per {html.escape(metrics.get('unit_of_evaluation', 'image'))} on each domain's test split.</p>",
+        "<h2>Dice</h2>", _table_html(domain_table(metrics, "dice")),
+        f"<h2>HD95 ({units})</h2>", _table_html(domain_table(metrics, "hd95")),
+        f"<h2>ASD ({units})</h2>", _table_html(domain_table(metrics, "asd")),
+    ]
+    if (run_dir / "curves.png").is_file():
+        parts += ["<h2>Training curves</h2>", '<img src="curves.png" alt="training curves">']
+    overlays = sorted((run_dir / "overlays").glob("*.png")) if (run_dir / "overlays").is_dir() else []
+    if overlays:
+        parts.append("<h2>Overlays</h2><p>Solid: ground truth; dashed: prediction.</p>")
+        for png in overlays:
+            parts.append(f"<h3>{html.escape(png.stem)}</h3><img src=\"overlays/{png.name}\" alt=\"{png.stem}\">")
+    if (run_dir / "diagnostics.md").is_file():
+        parts.append('<p><a href="diagnostics.md">Feature diagnostics</a></p>')
+    parts.append("<h2>Configuration</h2><pre>" + html.escape((run_dir / "config.yaml").read_text()) + "</pre>")
+    if run:
+        parts.append("<h2>Environment</h2><pre>" + html.escape(json.dumps(
+            {k: run.get(k) for k in ("versions", "machine", "command", "date", "seed")}, indent=2)) + "</pre>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    write_text(run_dir / "report.html", page)
+    return run_dir / "report.html"

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny synthetic datasets in the real layouts, generated once per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    # never write into the user's ~/.cache during tests
+    os.environ["VLSA_CACHE"] = str(tmp_path_factory.mktemp("vlsa-cache"))
+
+
+@pytest.fixture(scope="session")
+def fundus_root(tmp_path_factory):
+    from vlsa.data.synth.fundus import generate_fundus
+
+    return generate_fundus(tmp_path_factory.mktemp("fundus"), per_domain=10, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def cardiac_root(tmp_path_factory):
+    from vlsa.data.synth.cardiac import generate_cardiac
+
+    return generate_cardiac(tmp_path_factory.mktemp("cardiac"), per_vendor=4, seed=0)
+
+
+def tiny_overrides(root, dataset="fundus", source="Domain1", steps=6):
+    return [f"data.dataset={dataset}", f"data.root={root}", f"data.source={source}", "data.image_size=32",
+            f"train.steps={steps}", "train.batch_size=4", "train.val_every=3", "train.log_every=1",
+            "model.unet.channels=[8,16,32]", "eval.overlays=2", "train.device=cpu"]
