@@ -1,0 +1,46 @@
+import json
+
+from tests.conftest import tiny_overrides
+from vlsa.config import build_config
+from vlsa.data.domains import protocol_splits
+from vlsa.engine.data import load_source, open_configured
+from vlsa.engine.protocol import run_protocol
+
+
+def test_protocol_splits_never_put_a_target_among_sources():
+    domains = ["A", "B", "C", "D"]
+    for mode in ("single-source", "lodo"):
+        runs = protocol_splits(domains, mode)
+        assert len(runs) == 4
+        for sources, targets in runs:
+            assert not set(sources) & set(targets)
+            assert set(sources) | set(targets) == set(domains)
+    assert protocol_splits(domains, "lodo")[0] == (["B", "C", "D"], ["A"])
+
+
+def test_training_and_model_selection_use_source_data_only(fundus_root):
+    cfg = build_config({}, tiny_overrides(fundus_root, source="Domain2"))
+    reader = open_configured(cfg)
+    train, val = load_source(cfg, reader, ["Domain2"])
+    assert {s.domain for s in train} == {s.domain for s in val} == {"Domain2"}
+    assert {s.case_id for s in train}.isdisjoint({s.case_id for s in val})
+    test_names = {s.name for s in reader.samples("Domain2", "test")}
+    assert test_names.isdisjoint({s.name for s in train + val})
+
+
+def test_single_source_protocol_table_and_cache(fundus_root, tmp_path):
+    cfg = build_config({}, tiny_overrides(fundus_root, steps=3))
+    result = run_protocol(cfg, "single-source", tmp_path, quiet=True)
+    assert set(result["table"]) == {"Domain1", "Domain2", "Domain3", "Domain4"}
+    for name, row in result["table"].items():
+        run = json.loads((tmp_path / name / "run.json").read_text())
+        assert run["sources"] == [name] and name not in run["targets"]
+        unseen = [row[d] for d in result["domains"] if d != name]
+        assert abs(row["unseen"] - sum(unseen) / 3) < 1e-9
+    md = (tmp_path / "protocol.md").read_text()
+    assert "| Domain1 | (" in md and "unseen mean" in md
+    assert (tmp_path / "protocol.csv").read_text().count("\n") == 6
+    # a finished protocol is read back, not retrained
+    before = (tmp_path / "Domain1" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    run_protocol(cfg, "single-source", tmp_path, quiet=True)
+    assert (tmp_path / "Domain1" / "checkpoints" / "last.pt").stat().st_mtime_ns == before

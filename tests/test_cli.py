@@ -1,0 +1,42 @@
+import subprocess
+import sys
+
+import pytest
+
+from vlsa.cli import main
+
+
+def _run(args, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "vlsa", *args], capture_output=True, text=True, cwd=tmp_path)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--set", "train.stpes=3"], "unknown config key 'train.stpes'"),
+        (["train", "--set", "data.root=/nonexistent/x"], "/nonexistent/x: dataset root not found"),
+        (["evaluate", "--run", "/nonexistent/run"], "/nonexistent/run: run directory not found"),
+        (["verify", "--dataset", "mms", "--root", "."], "no dataset information csv"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path):
+    code, out, err = _run(args, tmp_path)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("vlsa: error: ") and message in err
+
+
+def test_help_of_every_subcommand(capsys):
+    for sub in ("synth", "verify", "train", "evaluate", "predict", "protocol", "demo"):
+        with pytest.raises(SystemExit) as exc:
+            main([sub, "--help"])
+        assert exc.value.code == 0
+        assert "usage: vlsa " + sub in capsys.readouterr().out
+
+
+def test_synth_preview_and_verify(tmp_path, capsys):
+    assert main(["synth", "fundus", "--out", str(tmp_path / "f"), "--per-domain", "4", "--size", "48", "--preview"]) == 0
+    assert (tmp_path / "f" / "preview.png").is_file()
+    assert main(["verify", "--dataset", "fundus", "--root", str(tmp_path / "f")]) == 0
+    assert "passed the integrity check" in capsys.readouterr().out
