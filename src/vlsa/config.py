@@ -63,9 +63,45 @@ class UNetConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
+class BackboneConfig(Strict):
+    name: Literal["medsam", "cnn", "hf"] = "medsam"
+    path: str | None = Field(None, description="hf: local folder or hub id of a CLIP/DINOv2/SigLIP checkpoint")
+    tuning: Literal["frozen", "full", "frozen+tokens", "lora"] = "frozen"
+    cache: bool = Field(True, description="cache frozen-backbone features per image (augment in feature space)")
+    input_size: int = Field(224, ge=16, description="hf: the tower's input size")
+    num_tokens: int = Field(16, ge=1, description="frozen+tokens: learnable tokens per layer")
+    lora_rank: int = Field(8, ge=1)
+    cnn_width: int = Field(16, ge=4)
+
+
+class EMConfig(Strict):
+    enabled: bool = True
+    k: int = Field(64, ge=1)
+    iters: int = Field(3, ge=1)
+    lam: float = Field(10.0, gt=0, description="E-step temperature on cosine similarities")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    text_anchor: bool = Field(True, description="start the first centres at the class text embeddings")
+
+
+class TextConfig(Strict):
+    encoder: Literal["minilm", "clip", "none"] = "minilm"
+    path: str | None = Field(None, description="clip: checkpoint (default: model.backbone.path)")
+
+
+class DecoderConfig(Strict):
+    dim: int = Field(32, ge=8)
+    embed_dim: int = Field(32, ge=8)
+    heads: int = Field(4, ge=1)
+    text_guidance: bool = True
+
+
 class ModelConfig(Strict):
-    name: Literal["unet"] = "unet"
+    name: Literal["unet", "vlsa"] = "unet"
     unet: UNetConfig = Field(default_factory=UNetConfig)
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    em: EMConfig = Field(default_factory=EMConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
 
 
 class TrainConfig(Strict):

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from vlsa.config import Config, load_config, save_config
-from vlsa.data.transforms import augment
+from vlsa.data.transforms import augment, augment_features
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from vlsa.engine.data import domains_of, load_source, open_configured, prepare
 from vlsa.engine.inference import predict_prepared, score
@@ -156,13 +156,18 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
         while step < end:
             g = step_generator(config.seed, step)
             idx = torch.randint(len(train_set), (cfg.batch_size,), generator=g)
-            x, y = augment(train_set.images[idx], train_set.labels[idx], config.data.augment, g)
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = x.to(device), y.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(x)
+                if getattr(model, "cache_features", False):
+                    x = train_set.images[idx].to(device)
+                    feats, y = augment_features(model.features(x), train_set.labels[idx], config.data.augment, g)
+                    logits = model.decode(feats, x.shape[-2:])
+                else:
+                    x, y = augment(train_set.images[idx], train_set.labels[idx], config.data.augment, g)
+                    logits = model(x.to(device))
+            y = y.to(device)
             loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

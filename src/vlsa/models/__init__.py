@@ -17,4 +17,8 @@ def build_model(config, spec: DatasetSpec) -> nn.Module:
         from vlsa.models.baselines import build_unet
 
         return build_unet(config.model.unet, spec.channels, spec.num_classes)
+    if name == "vlsa":
+        from vlsa.models.vlsa import VLSA
+
+        return VLSA(config.model, spec, config.data.image_size)
     raise ValueError(f"unknown model {name!r}")

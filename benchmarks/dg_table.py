@@ -1,0 +1,132 @@
+"""Domain-generalisation table on the synthetic benchmarks: every method x dataset x seed runs the
+single-source protocol (every source -> every unseen target) with the same training budget.
+
+Resumable: each finished run (method x dataset x seed x source) is cached in its run folder, and
+the results files are rewritten after every finished unit, so an interrupted benchmark continues
+where it stopped. All methods run in one process so the frozen LiteMedSAM features are computed
+once per image and shared by the VLSA variants.
+
+    python benchmarks/dg_table.py                      # full: 3 seeds, both datasets (hours on 2 cores)
+    python benchmarks/dg_table.py --seeds 0            # one seed
+    python benchmarks/dg_table.py --quick              # smoke run in minutes (tiny data, few steps)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import provenance, provenance_markdown  # noqa: E402
+
+from vlsa.config import load_config  # noqa: E402
+from vlsa.engine.protocol import run_protocol  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = {
+    "ERM U-Net": ["model.name=unet"],
+    "ERM U-Net + colour aug": ["model.name=unet", "data.augment.colour=0.5"],
+    "VLSA (medsam)": [],
+    "VLSA (medsam) w/o EM": ["model.em.enabled=false"],
+    "VLSA (medsam) w/o text guidance": ["model.decoder.text_guidance=false"],
+    "VLSA (medsam) text=none": ["model.text.encoder=none"],
+    "VLSA (cnn)": ["model.backbone.name=cnn"],
+}
+CONFIGS = {"fundus": ROOT / "configs" / "fundus_sdg.yaml", "mms": ROOT / "configs" / "mms_sdg.yaml"}
+QUICK = ["train.steps=20", "train.val_every=10", "data.image_size=48", "data.synth.per_domain=8"]
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def collect(runs: Path) -> dict:
+    """All finished units under `runs` (from this and earlier invocations), in METHODS order."""
+    units: dict = {}
+    for dataset in CONFIGS:
+        for method in METHODS:
+            for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
+                units.setdefault((dataset, method), {})[int(path.parent.name[1:])] = json.loads(path.read_text())
+    return units
+
+
+def summarise(units: dict) -> dict:
+    """units[(dataset, method)][seed] = protocol result -> mean/std over seeds of unseen Dice etc."""
+    table = {}
+    for (dataset, method), by_seed in units.items():
+        per_seed = []
+        for result in by_seed.values():
+            runs = result["runs"].values()
+            unseen = [d for r in runs for d in r["domains"].values() if d["role"] == "target"]
+            source = [d for r in runs for d in r["domains"].values() if d["role"] == "source"]
+            classes = [c for c in unseen[0]["dice"] if c != "mean"]
+            row = {"unseen_dice": np.mean([d["dice"]["mean"] for d in unseen]),
+                   "source_dice": np.mean([d["dice"]["mean"] for d in source]),
+                   "unseen_hd95": np.mean([d["hd95"]["mean"] for d in unseen])}
+            for c in classes:
+                row[f"unseen_dice_{c}"] = np.mean([d["dice"][c] for d in unseen])
+            per_seed.append(row)
+        keys = per_seed[0].keys()
+        table.setdefault(dataset, {})[method] = {
+            "seeds": sorted(by_seed), **{k: float(np.mean([r[k] for r in per_seed])) for k in keys},
+            **{f"{k}_std": float(np.std([r[k] for r in per_seed])) for k in keys}}
+    return table
+
+
+def _pm(row: dict, key: str, fmt: str = "{:.3f}") -> str:
+    return (fmt + " ± " + fmt).format(row[key], row[key + "_std"])
+
+
+def markdown(table: dict, budget: dict, prov: dict) -> str:
+    out = ["# Single-source DG on the synthetic benchmarks\n",
+           "Every source domain -> every unseen target domain (test splits); numbers are means over the four "
+           "source choices, then mean ± std over seeds. Same budget for every method: "
+           + ", ".join(f"{k} {v}" for k, v in budget.items()) + ".\n", provenance_markdown(prov)]
+    for dataset, methods in table.items():
+        classes = sorted({k[len("unseen_dice_"):] for m in methods.values() for k in m
+                          if k.startswith("unseen_dice_") and not k.endswith("_std")})
+        unit = "mm" if dataset == "mms" else "px"
+        header = ["method", "seeds", "source Dice", "unseen Dice", *(f"unseen {c}" for c in classes), f"unseen HD95 ({unit})"]
+        out.append(f"\n## {dataset}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        for method, r in methods.items():
+            cells = [_pm(r, "source_dice"), f"**{_pm(r, 'unseen_dice')}**", *(_pm(r, f"unseen_dice_{c}") for c in classes),
+                     _pm(r, "unseen_hd95", "{:.2f}")]
+            out.append("| " + " | ".join([method, str(len(r["seeds"])), *cells]) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="tiny data and few steps: a smoke run in minutes")
+    parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "runs"), help="where run folders are cached")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    name = "dg_synthetic_quick" if args.quick else "dg_synthetic"
+    out, runs = Path(args.out), Path(args.runs) / ("quick" if args.quick else "full")
+    prov = provenance()
+    budget = {}
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            for method in args.methods:
+                overrides = [*(QUICK if args.quick else []), *METHODS[method], f"seed={seed}", "train.device=cpu"]
+                config = load_config(CONFIGS[dataset], overrides)
+                budget = {"steps": config.train.steps, "image size": config.data.image_size,
+                          "batch": config.train.batch_size, "lr": config.train.lr}
+                print(f"== {dataset} | {method} | seed {seed}", flush=True)
+                run_protocol(config, "single-source", runs / dataset / slug(method) / f"s{seed}", quiet=True)
+                table = summarise(collect(runs))
+                out.mkdir(parents=True, exist_ok=True)
+                (out / f"{name}.json").write_text(json.dumps({"provenance": prov, "budget": budget, "table": table}, indent=2))
+                (out / f"{name}.md").write_text(markdown(table, budget, prov))
+    print((out / f"{name}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

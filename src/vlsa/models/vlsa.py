@@ -1,0 +1,75 @@
+"""VLSA: foundation backbone + class text embeddings + EM Aggregation + Text-Guided Pixel Decoder.
+
+    image -> backbone pyramid -> deepest level projected to D -> EM Aggregation (K centres,
+    optionally anchored at the class text embeddings) -> text-guided decoder (two-way text/pixel
+    attention, FiLM modulation, top-down fusion) -> pixel embeddings -> cosine logits against the
+    refined class embeddings.
+Switches for the paper's ablations: model.em.enabled, model.text.encoder (none = learned class
+embeddings), model.decoder.text_guidance, model.backbone.name.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlsa.data.spec import DatasetSpec
+from vlsa.models.aggregation import EMAggregation
+from vlsa.models.backbones import build_backbone
+from vlsa.models.backbones.cache import cached_features
+from vlsa.models.decoder import TextGuidedDecoder
+
+
+class VLSA(nn.Module):
+    def __init__(self, cfg, spec: DatasetSpec, image_size: int):
+        super().__init__()
+        dim = cfg.decoder.dim
+        self.backbone = build_backbone(cfg.backbone, spec.channels, image_size)
+        self.backbone_id = f"{cfg.backbone.name}:{cfg.backbone.path}:{image_size}"
+        k = spec.num_classes
+        if cfg.text.encoder == "none":
+            self.class_embed = nn.Parameter(torch.randn(k, dim) * dim**-0.5)
+            self.text_proj = None
+        else:
+            from vlsa.models.text.encoders import class_embeddings
+            from vlsa.models.text.prompts import class_prompts
+
+            path = cfg.text.path or (cfg.backbone.path if cfg.text.encoder == "clip" else None)
+            emb = class_embeddings(cfg.text.encoder, class_prompts(spec), path)
+            self.register_buffer("text_embeddings", emb)  # K x D_text, frozen, saved with the model
+            self.text_proj = nn.Linear(emb.shape[1], dim)
+        self.em = EMAggregation(dim, cfg.em.k, cfg.em.iters, cfg.em.lam, cfg.em.momentum) if cfg.em.enabled else None
+        self.text_anchor = cfg.em.text_anchor
+        self.decoder = TextGuidedDecoder(self.backbone.out_channels, dim, cfg.decoder.embed_dim, k,
+                                         text_guidance=cfg.decoder.text_guidance, heads=cfg.decoder.heads)
+        frozen = getattr(self.backbone, "frozen", False)
+        self.cache_features = bool(frozen and cfg.backbone.cache)
+
+    def class_text(self) -> torch.Tensor:
+        """K x D class embeddings in the decoder's space."""
+        if self.text_proj is None:
+            return self.class_embed
+        return self.text_proj(self.text_embeddings)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.cache_features:
+            return cached_features(self.backbone, x, self.backbone_id)
+        return self.backbone(x)
+
+    def decode(self, feats: list[torch.Tensor], out_size, return_aux: bool = False):
+        text = self.class_text()
+        deepest = self.decoder.project_deepest(feats)
+        before_em = deepest
+        resp = None
+        if self.em is not None:
+            deepest, resp = self.em(deepest, anchors=text if self.text_anchor else None)
+        out = self.decoder(feats, deepest, text)
+        logits = F.interpolate(out["logits"], size=tuple(out_size), mode="bilinear", align_corners=False)
+        if not return_aux:
+            return logits
+        return {**out, "logits": logits, "features_before_em": before_em, "features_after_em": deepest,
+                "responsibilities": resp}
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        return self.decode(self.features(x), x.shape[-2:], return_aux)

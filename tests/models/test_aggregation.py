@@ -1,0 +1,61 @@
+import torch
+import torch.nn.functional as F
+
+from vlsa.models.aggregation import EMAggregation
+
+
+def test_responsibilities_sum_to_one_and_centres_stay_unit_norm():
+    em = EMAggregation(16, k=8, iters=3)
+    feats = torch.randn(2, 16, 5, 7)
+    out, z = em(feats)
+    assert out.shape == feats.shape and z.shape == (2, 35, 8)
+    assert torch.allclose(z.sum(-1), torch.ones(2, 35), atol=1e-5)
+    mu, _ = em.cluster(em.conv_in(feats).flatten(2))
+    assert torch.allclose(mu.norm(dim=1), torch.ones(2, 8), atol=1e-5)
+    assert torch.allclose(em.bases.norm(dim=1), torch.ones(1, 8), atol=1e-5)
+
+
+def test_em_recovers_well_separated_cluster_means():
+    torch.manual_seed(0)
+    c, k = 8, 3
+    true = F.normalize(torch.eye(c)[:k] * 3 + 0.1, dim=1)  # K x C, well separated directions
+    labels = torch.arange(300) % k
+    x = true[labels] + 0.05 * torch.randn(300, c)  # N x C
+    em = EMAggregation(c, k=k, iters=10, lam=20.0)
+    # start near (not at) the truth, as the running bases would after some training
+    em.bases.copy_(F.normalize(true.t() + 0.3 * torch.randn(c, k), dim=0).unsqueeze(0))
+    mu, _ = em.cluster(x.t().unsqueeze(0))
+    expected = F.normalize(torch.stack([x[labels == i].mean(0) for i in range(k)]), dim=1)
+    cos = (mu[0].t() * expected).sum(-1)
+    assert torch.all(cos > 0.999), cos
+
+
+def test_text_anchors_seed_the_first_centres():
+    em = EMAggregation(4, k=6, iters=1, lam=50.0)
+    anchors = F.normalize(torch.eye(4)[:2], dim=1).t().unsqueeze(0)  # 1 x C x 2
+    x = torch.cat([torch.eye(4)[0].repeat(10, 1), torch.eye(4)[1].repeat(10, 1)]).t().unsqueeze(0)
+    mu, _ = em.cluster(x, anchors)
+    assert torch.allclose(mu[0, :, 0], torch.eye(4)[0], atol=1e-3)
+    assert torch.allclose(mu[0, :, 1], torch.eye(4)[1], atol=1e-3)
+
+
+def test_running_bases_change_only_in_training():
+    em = EMAggregation(8, k=4)
+    feats = torch.randn(2, 8, 4, 4)
+    before = em.bases.clone()
+    em.eval()
+    em(feats)
+    assert torch.equal(em.bases, before)
+    em.train()
+    em(feats)
+    assert not torch.equal(em.bases, before)
+    assert "bases" in em.state_dict()
+
+
+def test_gradient_reaches_features_but_not_through_the_iterations():
+    em = EMAggregation(8, k=4)
+    feats = torch.randn(1, 8, 3, 3, requires_grad=True)
+    out, _ = em(feats)
+    out.sum().backward()
+    assert feats.grad is not None and feats.grad.abs().sum() > 0
+    assert not em.bases.requires_grad

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from vlsa.models.backbones.cnn import ResidualCNN
+
+
+def test_cnn_pyramid():
+    net = ResidualCNN(1, width=8)
+    feats = net(torch.randn(2, 1, 64, 64))
+    assert [f.shape[1] for f in feats] == net.out_channels
+    assert [f.shape[-1] for f in feats] == [64 // s for s in net.strides]
+
+
+def test_medsam_loads_real_weights_and_gives_the_pyramid():
+    from vlsa.models.backbones.medsam import MedSAMBackbone, load_medsam_encoder
+
+    a, b = load_medsam_encoder(True), load_medsam_encoder(False)
+    assert sum(p.numel() for p in a.parameters()) == pytest.approx(5.7e6, rel=0.02)
+    w = "patch_embed.seq.0.c.weight"
+    assert not torch.equal(a.state_dict()[w], b.state_dict()[w])  # pretrained, not random
+    net = MedSAMBackbone(1, 64)
+    with torch.no_grad():
+        feats = net(torch.randn(1, 1, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(128, 32, 32), (160, 16, 16), (320, 16, 16), (256, 16, 16)]
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def _tiny_clip(path):
+    from transformers import CLIPConfig, CLIPModel
+
+    cfg = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "vocab_size": 1000, "max_position_embeddings": 77},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    CLIPModel(cfg).save_pretrained(path)
+    return path
+
+
+def _tiny_dinov2(path):
+    from transformers import Dinov2Config, Dinov2Model
+
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                             image_size=32, patch_size=8)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hf")
+    return {"clip": _tiny_clip(base / "clip"), "dinov2": _tiny_dinov2(base / "dinov2")}
+
+
+@pytest.mark.parametrize("kind", ["clip", "dinov2"])
+@pytest.mark.parametrize("tuning", ["full", "frozen", "frozen+tokens", "lora"])
+def test_hf_backbone_loads_from_disk_and_tunes_the_right_parameters(tiny_models, kind, tuning):
+    from vlsa.models.backbones.hf import HFBackbone
+
+    net = HFBackbone(str(tiny_models[kind]), in_channels=3, tuning=tuning, input_size=48)
+    feats = net(torch.randn(2, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == [8, 16, 32, 32]
+    assert [f.shape[-1] for f in feats] == [64 // s for s in net.strides] == [32, 16, 8, 4]
+    sum(f.mean() for f in feats).backward()
+    tower = [(n, p) for n, p in net.named_parameters() if n.startswith("model.")]
+    trainable_tower = [n for n, p in tower if p.requires_grad]
+    if tuning == "full":
+        assert len(trainable_tower) == len(tower)
+    elif tuning == "lora":
+        assert trainable_tower and all("lora_" in n for n in trainable_tower)
+    else:
+        assert not trainable_tower
+        assert all(p.grad is None for _, p in tower)  # frozen parameters get no gradient
+    if tuning == "frozen+tokens":
+        assert all(p.grad is not None for p in net.tokens.parameters())
+    assert all(p.grad is not None for p in net.pyramid.parameters())
+
+
+def test_vlsa_with_hf_backbone_and_clip_text(tiny_models):
+    from vlsa.config import build_config
+    from vlsa.data.spec import FUNDUS
+    from vlsa.models import build_model
+
+    path = str(tiny_models["clip"])
+    cfg = build_config({}, ["model.name=vlsa", "model.backbone.name=hf", f"model.backbone.path={path}",
+                            "model.backbone.input_size=32", "model.text.encoder=clip", "model.decoder.dim=16",
+                            "model.decoder.embed_dim=16", "model.em.k=4", "data.image_size=32"])
+    model = build_model(cfg, FUNDUS)
+    assert model.text_embeddings.shape == (3, 16)  # CLIP projection_dim
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3, 32, 32)
