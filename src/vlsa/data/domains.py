@@ -1,0 +1,51 @@
+"""Opening a dataset by name, and the domain splits of the DG protocols."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vlsa.errors import DataError
+
+DATASETS = ("fundus", "riga", "mms", "folder")
+
+
+def open_reader(dataset: str, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3):
+    """Return the reader for `dataset` (`fundus` = DoFE layout, `riga`, `mms`, `folder`)."""
+    if dataset == "fundus":
+        from vlsa.data.fundus import DoFEReader
+
+        return DoFEReader(root)
+    if dataset == "riga":
+        from vlsa.data.fundus import RigaReader
+
+        return RigaReader(root)
+    if dataset == "mms":
+        from vlsa.data.mms import MMSReader
+
+        return MMSReader(root, spacing=spacing, test_fraction=test_fraction)
+    if dataset == "folder":
+        from vlsa.data.folder import FolderReader
+
+        return FolderReader(root, test_fraction=test_fraction)
+    raise DataError(None, f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
+
+
+def check_domains(requested: list[str], available: list[str], what: str, root) -> None:
+    unknown = [d for d in requested if d not in available]
+    if unknown:
+        raise DataError(root, f"unknown {what} domain(s) {unknown} (available: {available})")
+
+
+def protocol_splits(domains: list[str], mode: str) -> list[tuple[list[str], list[str]]]:
+    """(sources, targets) for every run of a DG protocol.
+
+    single-source: each domain alone is the source, all others are targets.
+    lodo (leave-one-domain-out): all domains but one are sources, the left-out one is the target.
+    """
+    if len(domains) < 2:
+        raise DataError(None, f"a DG protocol needs at least 2 domains, got {domains}")
+    if mode == "single-source":
+        return [([d], [t for t in domains if t != d]) for d in domains]
+    if mode == "lodo":
+        return [([s for s in domains if s != d], [d]) for d in domains]
+    raise DataError(None, f"unknown protocol mode {mode!r} (single-source or lodo)")

@@ -1,0 +1,110 @@
+"""Training augmentation on batches of model-size tensors.
+
+Every random draw comes from an explicit `torch.Generator`, seeded per training step, so a resumed
+run draws exactly what an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=g)
+
+
+def random_affine(b: int, cfg, g: torch.Generator) -> torch.Tensor:
+    """B x 2 x 3 affine matrices (normalised coordinates): random flip, rotation and scale."""
+    angle = _uniform(b, -cfg.rotate, cfg.rotate, g) * math.pi / 180
+    scale = _uniform(b, 1 - cfg.scale, 1 + cfg.scale, g)
+    flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(b)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    return torch.stack([torch.stack([cos * flip, -sin, torch.zeros(b)], 1),
+                        torch.stack([sin * flip, cos, torch.zeros(b)], 1)], 1)
+
+
+def warp(maps: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Warp B x C x H x W maps (images or feature maps of any resolution) bilinearly."""
+    grid = F.affine_grid(theta.to(maps.dtype), list(maps.shape), align_corners=False)
+    return F.grid_sample(maps, grid.to(maps.device), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def warp_labels(labels: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    grid = F.affine_grid(theta, [labels.shape[0], 1, *labels.shape[-2:]], align_corners=False)
+    return F.grid_sample(labels[:, None].float(), grid.to(labels.device), mode="nearest", padding_mode="zeros",
+                         align_corners=False)[:, 0].long()
+
+
+def spatial(images: torch.Tensor, labels: torch.Tensor, cfg, g: torch.Generator):
+    """Random flip, rotation and scale (same warp for image and label). B x C x H x W, B x H x W."""
+    theta = random_affine(images.shape[0], cfg, g)
+    return warp(images, theta), warp_labels(labels, theta)
+
+
+def intensity(images: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
+    """Mild brightness/contrast jitter on normalised images (whole image, all channels)."""
+    if strength <= 0:
+        return images
+    b = images.shape[0]
+    shift = _uniform(b, -strength, strength, g).view(b, 1, 1, 1)
+    gain = _uniform(b, 1 - strength, 1 + strength, g).view(b, 1, 1, 1)
+    return images * gain + shift
+
+
+def colour(images: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
+    """Strong appearance randomisation, the usual cheap DG baseline: per-channel gain and bias,
+    gamma on a [0, 1] rescaling, Gaussian blur or noise. Applied to normalised images."""
+    if strength <= 0:
+        return images
+    b, c = images.shape[:2]
+    lo = images.amin(dim=(2, 3), keepdim=True)
+    hi = images.amax(dim=(2, 3), keepdim=True)
+    x = (images - lo) / (hi - lo).clamp_min(1e-6)
+    gamma = torch.exp(_uniform(b, -strength, strength, g)).view(b, 1, 1, 1)
+    x = x.clamp_min(0) ** gamma
+    gain = _uniform(b * c, 1 - strength, 1 + strength, g).view(b, c, 1, 1)
+    bias = _uniform(b * c, -strength / 2, strength / 2, g).view(b, c, 1, 1)
+    x = x * gain + bias
+    sigma = _uniform(b, 0, 1.5 * strength, g)
+    blurred = _gaussian_blur(x, sigma)
+    noise = torch.randn(x.shape, generator=g) * _uniform(b, 0, 0.1 * strength, g).view(b, 1, 1, 1)
+    x = blurred + noise
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return (x - mean) / std
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-sample isotropic Gaussian blur (sigma in pixels, 0 = none)."""
+    radius = 3
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    out = []
+    for xi, si in zip(x, sigma):
+        if si < 0.3:
+            out.append(xi)
+            continue
+        k = torch.exp(-(t**2) / (2 * si**2))
+        k = (k / k.sum()).to(x.dtype)
+        c = xi.shape[0]
+        xi = F.conv2d(F.pad(xi[None], (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+        xi = F.conv2d(F.pad(xi, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+        out.append(xi[0])
+    return torch.stack(out)
+
+
+def augment_features(feats: list[torch.Tensor], labels: torch.Tensor, cfg, g: torch.Generator):
+    """The spatial augmentation applied to cached frozen-backbone features instead of images
+    (features of a frozen CNN/ViT are roughly equivariant to these small warps); intensity and
+    colour augmentation cannot be applied to cached features and are skipped."""
+    theta = random_affine(labels.shape[0], cfg, g)
+    return [warp(f, theta) for f in feats], warp_labels(labels, theta)
+
+
+def augment(images: torch.Tensor, labels: torch.Tensor, cfg, g: torch.Generator):
+    images, labels = spatial(images, labels, cfg, g)
+    images = colour(images, cfg.colour, g)
+    images = intensity(images, cfg.intensity, g)
+    return images, labels
