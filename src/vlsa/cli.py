@@ -91,6 +91,13 @@ def _protocol(args) -> None:
     print(f"results: {out}/protocol.md")
 
 
+def _diagnose(args) -> None:
+    from vlsa.diagnostics.run import diagnose_run
+
+    diagnose_run(args.run, data=args.data, domains=args.domains, max_pixels=args.max_pixels)
+    print(f"diagnostics: {args.run}/diagnostics.md")
+
+
 def _demo(args) -> None:
     from vlsa.engine.demo import run_demo
 
@@ -162,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--out", help="output folder")
     p.set_defaults(func=_protocol)
+
+    p = sub.add_parser("diagnose", help="feature dispersion, EM centres and text alignment of a run", epilog=EPILOG,
+                       description="Sample pixel features (before/after EM, decoder embeddings) from every domain and "
+                                   "report dispersion, silhouette, centroid shift, text alignment, t-SNE and maps.")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", help="dataset root (default: the run's)")
+    p.add_argument("--domains", nargs="+")
+    p.add_argument("--max-pixels", type=int, default=2000, help="sampled pixels per domain (balanced over classes)")
+    p.set_defaults(func=_diagnose)
 
     p = sub.add_parser("demo", help="train and evaluate on synthetic fundus in minutes", epilog=EPILOG,
                        description="Generate the synthetic fundus set if needed, train the baseline on one site, "

@@ -92,6 +92,7 @@ class Prepared:
     labels: torch.Tensor
     samples: list[Sample]
     geometries: list[Geometry]
+    display: np.ndarray | None = None  # N x S x S x 3 uint8, the images as a person sees them (overlays)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -99,17 +100,20 @@ class Prepared:
 
 def prepare(samples: list[Sample], config, spec) -> Prepared:
     size = config.data.image_size
-    images, labels, geoms = [], [], []
+    from vlsa.report.overlay import to_rgb
+
+    images, labels, geoms, display = [], [], [], []
     for s in samples:
         geom = geometry_for(spec.volumetric, s.image.shape[-2:], size)
         img, lab = to_model(s.image, s.label, geom)
+        display.append(to_rgb(img.numpy()))
         images.append(normalise(img, config.data.normalise))
         labels.append(lab)
         geoms.append(geom)
         s.image = None  # the model-size copy is all training needs; keeps memory flat on real data
     if not images:
         return Prepared(torch.zeros(0), torch.zeros(0), [], [])
-    return Prepared(torch.stack(images), torch.stack(labels), samples, geoms)
+    return Prepared(torch.stack(images), torch.stack(labels), samples, geoms, np.stack(display))
 
 
 def split_train_val(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

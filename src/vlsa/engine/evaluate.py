@@ -46,7 +46,7 @@ def overlay_tiles(prepared, preds, spec, count: int) -> list:
     picked = order[:: max(1, len(order) // count)][:count] if spec.volumetric else np.arange(min(count, len(prepared)))
     tiles = []
     for i in picked:
-        rgb = to_rgb(prepared.images[i].numpy())
+        rgb = prepared.display[i] if prepared.display is not None else to_rgb(prepared.images[i].numpy())
         rgb = draw_contours(rgb, prepared.labels[i].numpy(), spec)
         tiles.append(draw_contours(rgb, preds[i].numpy(), spec, dashed=True))
     return tiles

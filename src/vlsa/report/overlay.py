@@ -13,8 +13,11 @@ PREDICTION_TINT = np.array([255, 255, 255], dtype=np.uint8)
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
-    """C x H x W float (any range) -> H x W x 3 uint8, stretched per image."""
+    """C x H x W float -> H x W x 3 uint8. RGB in [0, 1] is shown as it is (colour balance is what
+    differs between sites); anything else is stretched to its 0.5-99.5 percentiles."""
     img = image if image.shape[0] == 3 else np.repeat(image[:1], 3, axis=0)
+    if image.shape[0] == 3 and img.min() >= 0 and img.max() <= 1:
+        return (img.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
     lo, hi = np.percentile(img, [0.5, 99.5])
     img = np.clip((img - lo) / max(hi - lo, 1e-8), 0, 1)
     return (img.transpose(1, 2, 0) * 255).astype(np.uint8)
