@@ -25,6 +25,19 @@ def test_medsam_loads_real_weights_and_gives_the_pyramid():
     assert not any(p.requires_grad for p in net.parameters())
 
 
+@pytest.mark.parametrize("tuning", ["frozen+tokens", "lora"])
+def test_medsam_parameter_efficient_tuning(tuning):
+    from vlsa.models.backbones.medsam import MedSAMBackbone
+
+    net = MedSAMBackbone(3, 32, tuning=tuning)
+    sum(f.mean() for f in net(torch.randn(1, 3, 32, 32))).backward()
+    trainable = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert trainable and all(("tokens" in n) if tuning == "frozen+tokens" else ("lora_" in n) for n in trainable)
+    assert all(p.grad is not None for n, p in net.named_parameters() if p.requires_grad)
+    assert all(p.grad is None for n, p in net.named_parameters() if not p.requires_grad)
+    assert not net.frozen  # tuned backbones are not cached
+
+
 def _tiny_clip(path):
     from transformers import CLIPConfig, CLIPModel
 

@@ -15,7 +15,7 @@ def build_backbone(cfg, in_channels: int, image_size: int) -> nn.Module:
     if name == "medsam":
         from vlsa.models.backbones.medsam import MedSAMBackbone
 
-        return MedSAMBackbone(in_channels, image_size, tuning=cfg.tuning)
+        return MedSAMBackbone(in_channels, image_size, tuning=cfg.tuning, num_tokens=cfg.num_tokens, lora_rank=cfg.lora_rank)
     if name == "hf":
         from vlsa.models.backbones.hf import HFBackbone
 

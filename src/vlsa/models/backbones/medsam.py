@@ -38,19 +38,34 @@ def load_medsam_encoder(pretrained: bool = True) -> nn.Module:
 
 
 class MedSAMBackbone(nn.Module):
-    def __init__(self, in_channels: int, image_size: int, tuning: str = "frozen", pretrained: bool = True):
+    def __init__(self, in_channels: int, image_size: int, tuning: str = "frozen", pretrained: bool = True,
+                 num_tokens: int = 16, lora_rank: int = 8):
         super().__init__()
-        if tuning not in ("frozen", "full"):
-            raise ValueError(f"medsam backbone supports tuning 'frozen' or 'full', not {tuning!r}")
+        if tuning not in ("frozen", "full", "frozen+tokens", "lora"):
+            raise ValueError(f"unknown tuning {tuning!r}")
         self.encoder = load_medsam_encoder(pretrained)
         self.in_channels = in_channels
         self.out_channels = [128, 160, 320, 256]
         self.strides = [2, 4, 4, 4]
         self.image_size = image_size
         self.tuning = tuning
-        if tuning == "frozen":
+        if tuning != "full":
             self.encoder.requires_grad_(False)
             self.encoder.eval()
+        if tuning == "frozen+tokens":
+            from vlsa.models.backbones.hf import LayerTokens, _refine_hook
+
+            # Rein-style tokens refine each TinyViT stage's output tokens (B x N x C)
+            dims = [128, 160, 320, 320]
+            self.tokens = nn.ModuleList(LayerTokens(d, num_tokens) for d in dims)
+            for layer, tok in zip(self.encoder.layers, self.tokens):
+                layer.register_forward_hook(_refine_hook(tok))
+        elif tuning == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+
+            # LoRA on the attention qkv projections of the TinyViT blocks; everything else frozen
+            self.encoder = inject_adapter_in_model(LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank,
+                                                              target_modules=["qkv"]), self.encoder)
 
     @property
     def frozen(self) -> bool:
@@ -58,8 +73,8 @@ class MedSAMBackbone(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.frozen:
-            self.encoder.eval()  # frozen means frozen statistics too
+        if self.tuning != "full":
+            self.encoder.eval()  # a frozen encoder keeps its statistics (and no dropout) too
         return self
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
