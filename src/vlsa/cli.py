@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -55,12 +56,28 @@ def _train(args) -> None:
     from vlsa.config import load_config
     from vlsa.engine.train import train
 
+    if args.devices and args.devices > 1:
+        from vlsa.engine.distributed import launch
+
+        argv = list(args.argv)
+        i = argv.index("--devices")
+        del argv[i : i + 2]
+        code = launch(args.devices, argv)
+        if code:
+            raise SystemExit(code)
+        return
+
     if args.resume and args.out is None:
         raise VlsaError("--resume needs --out RUN_DIR (the run to continue)")
     config = None if (args.resume and args.config is None and not args.set) else load_config(args.config, args.set)
     out = args.out or f"runs/{config.data.dataset}-{config.model.name}-{'+'.join(config.data.source)}-s{config.seed}"
     run = train(config, out, resume=args.resume)
-    print(f"run: {run}")
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run: {run}")
 
 
 def _evaluate(args) -> None:
@@ -140,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.steps=100")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<source>-s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    p.add_argument("--devices", type=int, default=None,
+                   help="launch N processes on this node with torchrun (DDP: NCCL on GPUs, gloo on CPU)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="per-domain Dice/HD95/ASD of a trained run", epilog=EPILOG,
@@ -190,12 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="vlsa: %(message)s")
     try:
         args.func(args)
     except VlsaError as exc:
         print(f"vlsa: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only folder, ...: one line, not a traceback
+        where = exc.filename or ""
+        print(f"vlsa: error: {where}{': ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vlsa: interrupted", file=sys.stderr)

@@ -48,7 +48,12 @@ def synthetic_root(dataset: str, synth) -> Path:
 
             with tqdm(total=4 * synth.per_domain, desc="synth cardiac", unit="subject") as bar:
                 generate_cardiac(tmp, synth.per_domain, synth.seed, progress=bar)
-        os.replace(tmp, root)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not root.is_dir():  # another process (a distributed rank) finished first: use its copy
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -30,7 +30,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     state = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
     config = load_config(run_dir / "config.yaml")
     if state.get("config_hash") != config.digest():
-        raise VlsaError(f"{run_dir / 'config.yaml'}: does not match the checkpoint's config (edited after training?)")
+        raise VlsaError(f"{run_dir / 'checkpoints' / (which + '.pt')}: checkpoint was made for another model configuration "
+                        f"than {run_dir / 'config.yaml'} (config hash {state.get('config_hash')} != {config.digest()})")
     spec = spec_from_dict(state["spec"])
     model = build_model(config, spec)
     load_model_state(model, state, run_dir / "checkpoints" / f"{which}.pt")

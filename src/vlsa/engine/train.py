@@ -19,7 +19,9 @@ import torch
 from tqdm import tqdm
 
 from vlsa.config import Config, load_config, save_config
+from vlsa.data.integrity import verify
 from vlsa.data.transforms import augment, augment_features
+from vlsa.engine import distributed
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from vlsa.engine.data import domains_of, load_source, open_configured, prepare
 from vlsa.engine.inference import predict_prepared, score
@@ -105,11 +107,16 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(config.seed)
-    device = resolve_device(cfg.device)
+    info, rank_device = distributed.init(cfg.device)
+    device = rank_device or resolve_device(cfg.device)
+    main = info.main
 
     reader = open_configured(config)
     sources, targets = domains_of(config, reader)
     spec = reader.spec
+    # integrity check before use: every domain's evaluation split must load too, so a corrupt
+    # target file is reported now, not after hours of training
+    verify(reader, [*sources, *targets], splits=("test",))
     train_samples, val_samples = load_source(config, reader, sources)
     if not train_samples:
         raise VlsaError(f"{reader.root}: no training samples in source domain(s) {sources}")
@@ -119,6 +126,11 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
     model = build_model(config, spec).to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
+    net = model
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = SegmentationLoss()
     start, best = 0, {"score": -1.0, "step": -1}
     if resume:
@@ -126,30 +138,36 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
         load_model_state(model, state, last_path)
         optimizer.load_state_dict(state["optimizer"])
         start, best = state["step"], state["best"]
-    else:
-        out.mkdir(parents=True, exist_ok=True)
+    elif main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VlsaError(f"{out}: cannot create the run directory ({exc.strerror})") from None
         save_config(config, out / "config.yaml")
         write_json(out / "run.json", {"sources": sources, "targets": targets, "dataset_root": str(reader.root),
                                       "train_samples": len(train_set), "val_samples": len(val_set),
                                       "val_cases": sorted({s.case_id for s in val_samples}),
-                                      "seed": config.seed, **environment(str(device))})
+                                      "seed": config.seed, "processes": info.world, **environment(str(device))})
     log_rows = _read_log(out / "log.csv", start)
     use_amp = cfg.amp and device.type == "cuda"
 
     def save(step: int, path: Path) -> None:
-        save_checkpoint(path, model=model, optimizer=optimizer, step=step, config=config, spec=spec, best=best)
+        if main:  # only rank 0 writes; the weights are identical on every rank
+            save_checkpoint(path, model=model, optimizer=optimizer, step=step, config=config, spec=spec, best=best)
 
     def validate() -> float:
-        if len(val_set) == 0:
-            return float("nan")
-        native, _ = predict_prepared(model, val_set, config.eval.batch_size, device)
-        return score(val_set, native, spec, distances=False).aggregate()["dice"]["mean"]
+        # rank 0 scores the whole source validation split; the others take its number
+        val = float("nan")
+        if main and len(val_set):
+            native, _ = predict_prepared(model, val_set, config.eval.batch_size, device)
+            val = score(val_set, native, spec, distances=False).aggregate()["dice"]["mean"]
+        return distributed.broadcast_float(val, info)
 
     model.train()
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {'+'.join(sources)}", unit="step",
-               disable=quiet, dynamic_ncols=True)
+               disable=quiet or not main, dynamic_ncols=True)
     running = []
     with _Stop() as stop:
         step = start
@@ -160,13 +178,17 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                # every rank augments the whole global batch (same draws as a 1-process run), then
+                # takes its slice: N processes reproduce the 1-process run with the same global batch
                 if getattr(model, "cache_features", False):
                     x = train_set.images[idx].to(device)
                     feats, y = augment_features(model.features(x), train_set.labels[idx], config.data.augment, g)
-                    logits = model.decode(feats, x.shape[-2:])
+                    feats, y = [distributed.shard(f, info) for f in feats], distributed.shard(y, info)
+                    logits = net(None, features=feats, out_size=x.shape[-2:])
                 else:
                     x, y = augment(train_set.images[idx], train_set.labels[idx], config.data.augment, g)
-                    logits = model(x.to(device))
+                    x, y = distributed.shard(x, info), distributed.shard(y, info)
+                    logits = net(x.to(device))
             y = y.to(device)
             loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
@@ -175,7 +197,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             optimizer.step()
             step += 1
-            running.append(float(loss.item()))
+            running.append(distributed.mean_across(float(loss.item()), info))
             bar.update(1)
             val = float("nan")
             if step % cfg.val_every == 0 or step == cfg.steps:
@@ -192,7 +214,9 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                 bar.set_postfix(loss=log_rows[-1]["loss"], val=f"{best['score']:.3f}")
             if step % cfg.val_every == 0 or step == end or stop.requested:
                 save(step, last_path)
-                _write_log(out / "log.csv", log_rows)
+                if main:
+                    _write_log(out / "log.csv", log_rows)
+                distributed.barrier(info)
             if stop.requested:
                 bar.close()
                 raise VlsaError(f"{out}: stopped by SIGTERM at step {step}; resume with --resume")
@@ -202,7 +226,10 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
             best = {"score": float("nan"), "step": step}
             save(step, ckpt_dir / "best.pt")
             save(step, last_path)
-        from vlsa.report.plots import plot_curves
+        if main:
+            from vlsa.report.plots import plot_curves
 
-        plot_curves(out / "log.csv", out / "curves.png")
+            plot_curves(out / "log.csv", out / "curves.png")
+    distributed.barrier(info)
     return out
+

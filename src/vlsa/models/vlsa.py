@@ -71,5 +71,9 @@ class VLSA(nn.Module):
         return {**out, "logits": logits, "features_before_em": before_em, "features_after_em": deepest,
                 "responsibilities": resp}
 
-    def forward(self, x: torch.Tensor, return_aux: bool = False):
-        return self.decode(self.features(x), x.shape[-2:], return_aux)
+    def forward(self, x: torch.Tensor | None, return_aux: bool = False, features=None, out_size=None):
+        """Images B x C x H x W -> logits B x K x H x W; or, for cached backbone features,
+        `features` (the pyramid) and `out_size` (so DDP sees the call)."""
+        if features is None:
+            return self.decode(self.features(x), x.shape[-2:], return_aux)
+        return self.decode(features, out_size, return_aux)
