@@ -126,7 +126,12 @@ def time_train_step(model, size, batch, device, amp, steps):
         loss.backward()
         opt.step()
 
-    step()  # warm-up (and, with the cache, the one-off feature computation)
+    return measure(step, device, steps)  # the warm-up step also fills the feature cache once
+
+
+def measure(step, device, steps) -> tuple[float, int]:
+    """One warm-up call, then (seconds per call, peak memory growth) over `steps` calls."""
+    step()
     _sync(device)
     with PeakMemory(device) as mem:
         start = time.perf_counter()
@@ -176,14 +181,7 @@ def time_block(block, side, channels, device, amp, steps):
             out = out[0] if isinstance(out, tuple) else out
         out.float().mean().backward()
 
-    step()
-    _sync(device)
-    with PeakMemory(device) as mem:
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-    return (time.perf_counter() - start) / steps, mem.peak
+    return measure(step, device, steps)
 
 
 def _sync(device):

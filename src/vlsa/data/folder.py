@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from vlsa.data.io import is_image, is_nifti, read_image, read_nifti, stem
+from vlsa.data.io import existing_root, is_image, is_nifti, read_image, read_nifti, stem
 from vlsa.data.resample import normalise_percentile
 from vlsa.data.sample import Sample
 from vlsa.data.spec import DatasetSpec
@@ -71,9 +71,7 @@ class FolderReader:
     """A user's dataset: one folder per domain with images/ and masks/."""
 
     def __init__(self, root: str | Path, test_fraction: float = 0.3):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(self.root, "dataset root not found")
+        self.root = existing_root(root)
         self.spec, self.values = load_classes(self.root / "classes.yaml")
         self.test_fraction = test_fraction
 

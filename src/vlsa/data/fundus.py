@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsa.data.io import IMAGE_SUFFIXES, read_image, stem
+from vlsa.data.io import IMAGE_SUFFIXES, existing_root, read_image, stem
 from vlsa.data.sample import Sample
 from vlsa.data.spec import FUNDUS
 from vlsa.errors import DataError
@@ -86,9 +86,7 @@ class DoFEReader:
     spec = FUNDUS
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(self.root, "dataset root not found")
+        self.root = existing_root(root)
 
     def domains(self) -> list[str]:
         found = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.startswith("Domain"))
@@ -129,9 +127,7 @@ class RigaReader:
     spec = FUNDUS
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(self.root, "dataset root not found")
+        self.root = existing_root(root)
 
     def domains(self) -> list[str]:
         found = [d for d in RIGA_DOMAINS if self._lists(d)]

@@ -14,6 +14,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
+def existing_root(root: str | Path) -> Path:
+    """A dataset root that must exist, as a Path (one-line error otherwise)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "dataset root not found")
+    return root
+
+
 def is_nifti(path: str | Path) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 

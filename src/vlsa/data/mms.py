@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsa.data.io import read_nifti
+from vlsa.data.io import existing_root, read_nifti
 from vlsa.data.resample import normalise_percentile, resample_plane
 from vlsa.data.sample import Sample
 from vlsa.data.spec import CARDIAC
@@ -78,9 +78,7 @@ class MMSReader:
     spec = CARDIAC
 
     def __init__(self, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3):
-        root = Path(root)
-        if not root.is_dir():
-            raise DataError(root, "dataset root not found")
+        root = existing_root(root)
         if (root / "OpenDataset").is_dir():
             root = root / "OpenDataset"
         self.root = root
