@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from vlsa.data.domains import check_domains
@@ -95,8 +94,7 @@ def _domain_maps(outs, prepared, spec, domain, count, run_dir) -> None:
     sims = torch.einsum("nehw,nke->nkhw", emb, cls).numpy()
     resp = outs.get("responsibilities")
     argmax = None if resp is None else resp[:n].argmax(1).numpy()
-    labels = F.interpolate(prepared.labels[:n, None].float(), size=prepared.labels.shape[-2:])[:, 0].numpy()
-    maps_plot(prepared.display[:n], labels, argmax, sims, spec.label_names, f"{domain}: EM centres and text similarity",
+    maps_plot(prepared.display[:n], prepared.labels[:n].numpy(), argmax, sims, spec.label_names, f"{domain}: EM centres and text similarity",
               run_dir / "diagnostics" / f"maps_{domain}.png")
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vlsa.errors import ConfigError
+from vlsa.utils.atomic import atomic_path
 
 _MEMORY: dict[str, torch.Tensor] = {}
 CALLS = {"encode": 0}  # counts real encoder runs (tests check embeddings are computed once)
@@ -76,9 +77,7 @@ def class_embeddings(encoder: str, prompts: list[list[str]], path: str | None = 
             chunks.append(F.normalize(vectors[start : start + len(group)].float().mean(0), dim=-1))
             start += len(group)
         emb = torch.stack(chunks)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".{os.getpid()}.partial")
-        torch.save(emb, tmp)
-        os.replace(tmp, file)
+        with atomic_path(file) as tmp:
+            torch.save(emb, tmp)
     _MEMORY[key] = emb
     return emb.clone()
