@@ -15,23 +15,13 @@ EPILOG = "Errors in the input are reported as one line naming the file or key, w
 
 
 def _synth(args) -> None:
-    from tqdm import tqdm
+    from vlsa.data.domains import open_reader
+    from vlsa.data.synth import generate
 
     out = Path(args.out)
-    if args.kind == "fundus":
-        from vlsa.data.fundus import DoFEReader
-        from vlsa.data.synth.fundus import generate_fundus
-
-        with tqdm(total=4 * args.per_domain, desc="synth fundus", unit="img") as bar:
-            generate_fundus(out, args.per_domain, args.size, args.seed, progress=bar)
-        reader = DoFEReader(out)
-    else:
-        from vlsa.data.mms import MMSReader
-        from vlsa.data.synth.cardiac import generate_cardiac
-
-        with tqdm(total=4 * args.per_vendor, desc="synth cardiac", unit="subject") as bar:
-            generate_cardiac(out, args.per_vendor, args.seed, progress=bar)
-        reader = MMSReader(out)
+    count = args.per_domain if args.kind == "fundus" else args.per_vendor
+    generate(args.kind, out, count, args.size, args.seed)
+    reader = open_reader("fundus" if args.kind == "fundus" else "mms", out)
     print(f"wrote {args.kind} to {out}")
     if args.preview:
         from vlsa.data.synth.preview import preview

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from vlsa.data.domains import check_domains, open_reader
 from vlsa.data.sample import Sample
@@ -38,16 +37,9 @@ def synthetic_root(dataset: str, synth) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        if dataset == "fundus":
-            from vlsa.data.synth.fundus import generate_fundus
+        from vlsa.data.synth import generate
 
-            with tqdm(total=4 * synth.per_domain, desc="synth fundus", unit="img") as bar:
-                generate_fundus(tmp, synth.per_domain, synth.size, synth.seed, progress=bar)
-        else:
-            from vlsa.data.synth.cardiac import generate_cardiac
-
-            with tqdm(total=4 * synth.per_domain, desc="synth cardiac", unit="subject") as bar:
-                generate_cardiac(tmp, synth.per_domain, synth.seed, progress=bar)
+        generate("cardiac" if dataset == "mms" else "fundus", tmp, synth.per_domain, synth.size, synth.seed)
         try:
             os.replace(tmp, root)
         except OSError:
