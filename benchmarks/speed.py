@@ -15,7 +15,6 @@ memory is torch.cuda.max_memory_allocated. `--device cuda` uses bf16 autocast.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from vlsa.losses import SegmentationLoss  # noqa: E402
 from vlsa.models import build_model  # noqa: E402
 from vlsa.models.aggregation import EMAggregation  # noqa: E402
 from vlsa.models.backbones import cache  # noqa: E402
+from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -233,10 +233,9 @@ def main() -> None:
             em_rows.append({"side": side, "pixels": side * side, "block": name, "step_s": sec, "peak_mb": peak / 2**20})
             print(em_rows[-1], flush=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     name = f"speed_{args.device}" + ("_quick" if args.quick else "")
-    (out / f"{name}.json").write_text(json.dumps({"provenance": prov, "batch": args.batch, "train": rows, "em_vs_attention": em_rows}, indent=2))
-    (out / f"{name}.md").write_text(markdown(rows, em_rows, prov, args.batch))
+    write_json(out / f"{name}.json", {"provenance": prov, "batch": args.batch, "train": rows, "em_vs_attention": em_rows})
+    write_text(out / f"{name}.md", markdown(rows, em_rows, prov, args.batch))
     print((out / f"{name}.md").read_text())
 
 

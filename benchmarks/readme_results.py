@@ -1,0 +1,106 @@
+"""Write the README's results block from the committed benchmark results, so no number in it is
+typed by hand: the DG tables (mean ± std over seeds) from `results/dg_synthetic.json` and the
+headline costs from `results/speed_cpu.json`.
+
+    python benchmarks/readme_results.py           # rewrite the block between the README markers
+    python benchmarks/readme_results.py --check   # exit 1 if the README block is stale (the test suite runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- results:start (benchmarks/readme_results.py) -->", "<!-- results:end -->"
+TITLES = {"fundus": "fundus (4 sites)", "mms": "cardiac (4 vendors)"}
+UNITS = {"fundus": "px", "mms": "mm"}
+
+
+def _pm(row: dict, key: str, digits: int = 3) -> str:
+    return f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"
+
+
+def _classes(row: dict) -> list[str]:
+    """Class names in the order the benchmark wrote them (the dataset's label order)."""
+    return [k[len("unseen_dice_"):] for k in row if k.startswith("unseen_dice_") and not k.endswith("_std")]
+
+
+def dg_tables(dg: dict) -> list[str]:
+    budget = ", ".join(f"{k} {v}" for k, v in dg["budget"].items())
+    lines = [f"Single-source protocol: every source site → every unseen site (12 pairs per dataset), mean Dice "
+             f"over the pairs, then mean ± std over seeds. Same budget for every method: {budget}. "
+             f"Reproduce: `python benchmarks/dg_table.py`; per-class Dice and HD95 in "
+             f"[`benchmarks/results/dg_synthetic.md`](benchmarks/results/dg_synthetic.md).\n"]
+    for dataset, methods in dg["table"].items():
+        classes = _classes(next(iter(methods.values())))
+        header = [TITLES.get(dataset, dataset), "seeds", "source Dice", "unseen Dice",
+                  "unseen " + " / ".join(c.upper() if dataset == "mms" else c for c in classes),
+                  f"unseen HD95 ({UNITS.get(dataset, 'px')})"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method, r in methods.items():
+            per_class = " / ".join(f"{r['unseen_dice_' + c]:.3f}" for c in classes)
+            lines.append(f"| {method} | {len(r['seeds'])} | {_pm(r, 'source_dice')} | **{_pm(r, 'unseen_dice')}** | "
+                         f"{per_class} | {_pm(r, 'unseen_hd95', 2)} |")
+        lines.append("")
+    return lines
+
+
+def headline(dg: dict, speed: dict) -> list[str]:
+    lines = ["Headline numbers:\n"]
+    for dataset, methods in dg["table"].items():
+        erm = methods.get("ERM U-Net")
+        parts = [f"{m} {r['unseen_dice']:.3f} ({r['unseen_dice'] - erm['unseen_dice']:+.3f})"
+                 for m, r in methods.items() if m.startswith("VLSA (") and m.endswith(")") and erm]
+        if erm:
+            lines.append(f"- {TITLES.get(dataset, dataset)}, unseen Dice: ERM U-Net {erm['unseen_dice']:.3f}; "
+                         + "; ".join(parts) + " (difference to ERM).")
+    train = speed["train"]
+    size = min(r["size"] for r in train)
+    base = next(r for r in train if r["size"] == size and r["model"].startswith("ERM"))
+    ratios = ", ".join(f"{r['model']} {r['step_s'] / base['step_s']:.1f}×" for r in train
+                       if r["size"] == size and r is not base)
+    lines.append(f"- Training step time at {size} px (batch {speed['batch']}, CPU) relative to the MONAI U-Net "
+                 f"({base['step_s']:.3f} s): {ratios}. "
+                 "[`benchmarks/results/speed_cpu.md`](benchmarks/results/speed_cpu.md), `python benchmarks/speed.py`.")
+    side = max(r["side"] for r in speed["em_vs_attention"])
+    em = next(r for r in speed["em_vs_attention"] if r["side"] == side and r["block"].startswith("EM"))
+    at = next(r for r in speed["em_vs_attention"] if r["side"] == side and not r["block"].startswith("EM"))
+    lines.append(f"- EM Aggregation vs self-attention on a {side}×{side} map: {at['step_s'] / em['step_s']:.0f}× "
+                 f"faster ({em['step_s']:.3f} s vs {at['step_s']:.2f} s) and {at['peak_mb'] / em['peak_mb']:.0f}× "
+                 f"less memory ({em['peak_mb']:.0f} MB vs {at['peak_mb']:.0f} MB), forward + backward.")
+    return lines + [""]
+
+
+def block() -> str:
+    dg = json.loads((RESULTS / "dg_synthetic.json").read_text())
+    speed = json.loads((RESULTS / "speed_cpu.json").read_text())
+    return "\n".join([START, *headline(dg, speed), *dg_tables(dg), END])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only check that the README block is current")
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = parser.parse_args()
+    readme = Path(args.readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        print(f"{readme}: no results markers ({START} ... {END})", file=sys.stderr)
+        return 1
+    head, rest = text.split(START, 1)
+    new = head + block() + rest.split(END, 1)[1]
+    if args.check:
+        if new != text:
+            print(f"{readme}: results block is stale; run python benchmarks/readme_results.py", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
