@@ -13,13 +13,16 @@ once per image and shared by the VLSA variants.
 On 2 cores, one process per dataset with one thread each (`--datasets fundus --threads 1` beside
 `--datasets mms --threads 1`) finishes sooner than one process with two threads: the small decoders
 do not scale across threads. Both processes rewrite the same results files atomically from every
-finished unit on disk, so the last write holds them all.
+finished unit on disk, so the last write holds them all. Frozen LiteMedSAM features go to a disk
+cache (benchmarks/runs/feature_cache, about 2 GB for both datasets; VLSA_FEATURE_CACHE_DIR to move it)
+so a restarted or second process does not recompute them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -120,6 +123,7 @@ def main() -> None:
     out, runs = Path(args.out), Path(args.runs) / ("quick" if args.quick else "full")
     if args.threads:
         torch.set_num_threads(args.threads)
+    os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(Path(args.runs) / "feature_cache"))
     prov = provenance()
     budget = {}
     for dataset in args.datasets:

@@ -102,3 +102,33 @@ def test_vlsa_with_hf_backbone_and_clip_text(tiny_models):
     model = build_model(cfg, FUNDUS)
     assert model.text_embeddings.shape == (3, 16)  # CLIP projection_dim
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_feature_cache_on_disk_is_shared_across_processes_and_keyed_by_weights(tmp_path, monkeypatch):
+    from vlsa.models.backbones import cache
+
+    monkeypatch.setenv("VLSA_FEATURE_CACHE_DIR", str(tmp_path))
+    net = ResidualCNN(3, width=8).eval()
+    images = torch.rand(3, 3, 32, 32)
+    cache.clear()
+    first = cache.cached_features(net, images, "cnn-test")
+    assert len(list(tmp_path.rglob("*.pt"))) == 3
+    cache.clear()  # as a new process would start: only the disk holds the features
+    before = dict(cache.STATS)
+    again = cache.cached_features(net, images, "cnn-test")
+    assert cache.STATS["disk_hits"] - before["disk_hits"] == 3
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    # a corrupt file is recomputed and rewritten, not an error
+    victim = next(tmp_path.rglob("*.pt"))
+    victim.write_bytes(b"not a tensor file")
+    cache.clear()
+    repaired = cache.cached_features(net, images, "cnn-test")
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(first, repaired))  # batch of 1 vs 3: float noise
+    assert victim.stat().st_size > 100
+    # other weights, same id and images: never served the stale features
+    other = ResidualCNN(3, width=8).eval()
+    cache.clear()
+    fresh = cache.cached_features(other, images, "cnn-test")
+    assert not torch.equal(fresh[0], first[0])
+    assert len(list(tmp_path.rglob("*.pt"))) == 6
+    cache.clear()

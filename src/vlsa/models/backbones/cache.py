@@ -3,18 +3,25 @@
 A frozen foundation encoder gives the same features for the same input, so on CPU we compute them
 once per image (per process) instead of once per step; the training loop then augments in
 feature space (see `vlsa.data.transforms`). Bounded by VLSA_FEATURE_CACHE_MB (default 6000).
+
+With VLSA_FEATURE_CACHE_DIR set, features are also kept on disk (one float32 file per image, so a
+load is bit-identical to a recomputation), shared by every process and run on the machine: a
+benchmark's second process, `vlsa diagnose`, or tomorrow's run skip the encoder. The disk key adds a
+fingerprint of the backbone's weights, so changed weights never read stale features.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from pathlib import Path
 
 import torch
 
 _STORE: dict[str, list[torch.Tensor]] = {}
 _BYTES = {"used": 0}
-STATS = {"hits": 0, "misses": 0}
+STATS = {"hits": 0, "misses": 0, "disk_hits": 0}
 
 
 def _budget() -> int:
@@ -24,6 +31,45 @@ def _budget() -> int:
 def content_key(image: torch.Tensor, backbone_id: str) -> str:
     data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
     return hashlib.sha1(backbone_id.encode() + b"|" + str(tuple(image.shape)).encode() + data).hexdigest()
+
+
+def _disk_dir() -> Path | None:
+    path = os.environ.get("VLSA_FEATURE_CACHE_DIR")
+    return Path(path) if path else None
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """Hash of the module's parameters and buffers, computed once per module (weights are frozen)."""
+    cached = getattr(module, "_vlsa_fingerprint", None)
+    if cached is None:
+        digest = hashlib.sha1()
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        cached = digest.hexdigest()[:16]
+        object.__setattr__(module, "_vlsa_fingerprint", cached)
+    return cached
+
+
+def _disk_file(root: Path, key: str, backbone) -> Path:
+    return root / weights_fingerprint(backbone) / key[:2] / f"{key}.pt"
+
+
+def _load(path: Path) -> list[torch.Tensor] | None:
+    """A cached pyramid, or None when absent or unreadable (then it is recomputed and rewritten)."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a truncated or foreign file is a miss, never an error
+        return None
+
+
+def _save(path: Path, feats: list[torch.Tensor]) -> None:
+    from vlsa.utils.atomic import atomic_path
+
+    with contextlib.suppress(Exception), atomic_path(path) as tmp:  # a full disk only loses the cache
+        torch.save(feats, tmp)
 
 
 @torch.no_grad()
@@ -38,11 +84,21 @@ def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size
     STATS["hits"] += len(keys) - len(missing)
     STATS["misses"] += len(missing)
     fresh: dict[str, list[torch.Tensor]] = {}
+    disk = _disk_dir()
+    if disk is not None:
+        for i in list(missing):
+            feats = _load(_disk_file(disk, keys[i], backbone))
+            if feats is not None:
+                fresh[keys[i]] = feats
+                missing.remove(i)
+                STATS["disk_hits"] += 1
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]
         feats = backbone(images[chunk])
         for j, i in enumerate(chunk):
             fresh[keys[i]] = [f[j].cpu().clone() for f in feats]
+            if disk is not None:
+                _save(_disk_file(disk, keys[i], backbone), fresh[keys[i]])
     for key, feats in fresh.items():
         size = sum(f.numel() * f.element_size() for f in feats)
         if _BYTES["used"] + size <= _budget():
