@@ -97,8 +97,8 @@ def markdown(table: dict, budget: dict, prov: dict) -> str:
            "source choices, then mean ± std over seeds. Same budget for every method: "
            + ", ".join(f"{k} {v}" for k, v in budget.items()) + ".\n", provenance_markdown(prov)]
     for dataset, methods in table.items():
-        classes = sorted({k[len("unseen_dice_"):] for m in methods.values() for k in m
-                          if k.startswith("unseen_dice_") and not k.endswith("_std")})
+        classes = list(dict.fromkeys(k[len("unseen_dice_"):] for m in methods.values() for k in m
+                                     if k.startswith("unseen_dice_") and not k.endswith("_std")))  # label order
         unit = "mm" if dataset == "mms" else "px"
         header = ["method", "seeds", "source Dice", "unseen Dice", *(f"unseen {c}" for c in classes), f"unseen HD95 ({unit})"]
         out.append(f"\n## {dataset}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
