@@ -5,8 +5,9 @@
 2. inference images/s;
 3. EM Aggregation vs a non-local (self-attention) block on the same feature map, 16² .. 128².
 
-CPU memory is the peak resident-set growth during the measurement (sampled every 2 ms); GPU
-memory is torch.cuda.max_memory_allocated. `--device cuda` uses bf16 autocast.
+CPU memory is the peak resident-set growth during one step (sampled every 2 ms), measured in a
+child process so the sampler's malloc setting does not slow the timed steps; GPU memory is
+torch.cuda.max_memory_allocated. `--device cuda` uses bf16 autocast.
 
     python benchmarks/speed.py                 # CPU, writes benchmarks/results/speed_cpu.{md,json}
     python benchmarks/speed.py --device cuda   # GPU (<= 5 minutes), writes speed_cuda.{md,json}
@@ -15,7 +16,10 @@ memory is torch.cuda.max_memory_allocated. `--device cuda` uses bf16 autocast.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -111,7 +115,7 @@ def unet_like(params: int):
     return best
 
 
-def time_train_step(model, size, batch, device, amp, steps):
+def time_train_step(model, size, batch, device, amp, steps, track):
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     loss_fn = SegmentationLoss()
@@ -126,19 +130,29 @@ def time_train_step(model, size, batch, device, amp, steps):
         loss.backward()
         opt.step()
 
-    return measure(step, device, steps)  # the warm-up step also fills the feature cache once
+    return measure(step, device, steps, track)  # the warm-up step also fills the feature cache once
 
 
-def measure(step, device, steps) -> tuple[float, int]:
-    """One warm-up call, then (seconds per call, peak memory growth) over `steps` calls."""
+def measure(step, device, steps, track: str) -> tuple[float, float]:
+    """One warm-up call, then (seconds per call, peak memory growth in bytes) over `steps` calls.
+
+    track: "time", "memory" or "both". On CPU the two are measured in separate processes: the RSS
+    sampler needs a fixed mmap threshold (see _fix_malloc), which makes every large allocation a
+    system call and would slow the very steps being timed (about 2x for the U-Net at 128 px)."""
     step()
     _sync(device)
-    with PeakMemory(device) as mem:
+    if track == "time":
         start = time.perf_counter()
         for _ in range(steps):
             step()
         _sync(device)
-        seconds = (time.perf_counter() - start) / steps
+        return (time.perf_counter() - start) / steps, float("nan")
+    with PeakMemory(device) as mem:
+        start = time.perf_counter()
+        for _ in range(steps if track == "both" else 1):
+            step()
+        _sync(device)
+        seconds = (time.perf_counter() - start) / steps if track == "both" else float("nan")
     return seconds, mem.peak
 
 
@@ -171,7 +185,7 @@ class NonLocal(nn.Module):
         return x + self.out(torch.einsum("bnm,bcm->bcn", attn, v).reshape(b, c, h, w))
 
 
-def time_block(block, side, channels, device, amp, steps):
+def time_block(block, side, channels, device, amp, steps, track):
     block.to(device).train()
     x = torch.randn(1, channels, side, side, device=device, requires_grad=True)
 
@@ -181,7 +195,7 @@ def time_block(block, side, channels, device, amp, steps):
             out = out[0] if isinstance(out, tuple) else out
         out.float().mean().backward()
 
-    return measure(step, device, steps)
+    return measure(step, device, steps, track)
 
 
 def _sync(device):
@@ -189,23 +203,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    _fix_malloc()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--em-sides", nargs="+", type=int, default=[16, 32, 64, 128])
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script in seconds")
-    args = parser.parse_args()
-    if args.quick:
-        args.sizes, args.steps, args.em_sides, args.batch = [64], 1, [16, 32], 2
-    device = torch.device(args.device)
-    amp = device.type == "cuda"
-    steps = args.steps * (10 if amp else 1)
-    prov = provenance(args.device)
+def measure_all(args, device, amp, steps, track) -> tuple[list, list]:
     rows, em_rows = [], []
     for size in args.sizes:
         variants = {
@@ -218,20 +216,64 @@ def main() -> None:
         for name, make in models.items():
             cache.clear()
             model = make()
-            step_s, peak = time_train_step(model, size, args.batch, device, amp, steps)
-            ips = images_per_second(make() if "cached" in name else model, size, args.batch, device, amp, max(1, steps // 2))
+            step_s, peak = time_train_step(model, size, args.batch, device, amp, steps, track)
+            ips = float("nan")
+            if track != "memory":
+                ips = images_per_second(make() if "cached" in name else model, size, args.batch, device, amp,
+                                        max(1, steps // 2))
             rows.append({"size": size, "model": name, "trainable_params": trainable(model), "step_s": step_s,
                          "peak_mb": peak / 2**20, "infer_img_s": ips})
-            print(rows[-1], flush=True)
+            print(track, rows[-1], flush=True)
     for side in args.em_sides:
         for name, block in (("EM Aggregation (K=64, T=3)", EMAggregation(64)), ("non-local self-attention", NonLocal(64))):
             try:
-                sec, peak = time_block(block, side, 64, device, amp, steps)
+                sec, peak = time_block(block, side, 64, device, amp, steps, track)
             except RuntimeError as exc:  # out of memory at the largest map
                 sec, peak = float("nan"), float("nan")
                 print(f"{name} at {side}²: {exc.__class__.__name__}", flush=True)
             em_rows.append({"side": side, "pixels": side * side, "block": name, "step_s": sec, "peak_mb": peak / 2**20})
-            print(em_rows[-1], flush=True)
+            print(track, em_rows[-1], flush=True)
+    return rows, em_rows
+
+
+def memory_in_child(argv: list[str], rows: list, em_rows: list) -> None:
+    """Run the memory pass in a fresh process and copy its peaks into the timed rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "memory.json"
+        subprocess.run([sys.executable, __file__, *argv, "--phase", "memory", "--phase-out", str(out)], check=True)
+        memory = json.loads(out.read_text())
+    for mine, theirs in ((rows, memory["train"]), (em_rows, memory["em_vs_attention"])):
+        for row, other in zip(mine, theirs, strict=True):
+            row["peak_mb"] = other["peak_mb"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--em-sides", nargs="+", type=int, default=[16, 32, 64, 128])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script in seconds")
+    parser.add_argument("--phase", choices=["all", "memory"], default="all", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-out", help=argparse.SUPPRESS)
+    argv = sys.argv[1:]
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.steps, args.em_sides, args.batch = [64], 1, [16, 32], 2
+    device = torch.device(args.device)
+    amp = device.type == "cuda"
+    steps = args.steps * (10 if amp else 1)
+    if args.phase == "memory":  # the CPU memory pass, in its own process
+        _fix_malloc()
+        rows, em_rows = measure_all(args, device, amp, steps, "memory")
+        write_json(args.phase_out, {"train": rows, "em_vs_attention": em_rows})
+        return
+    prov = provenance(args.device)
+    rows, em_rows = measure_all(args, device, amp, steps, "both" if device.type == "cuda" else "time")
+    if device.type == "cpu":
+        memory_in_child(argv, rows, em_rows)
     out = Path(args.out)
     name = f"speed_{args.device}" + ("_quick" if args.quick else "")
     write_json(out / f"{name}.json", {"provenance": prov, "batch": args.batch, "train": rows, "em_vs_attention": em_rows})
@@ -239,12 +281,18 @@ def main() -> None:
     print((out / f"{name}.md").read_text())
 
 
+def _ratio(value_mb: float, base_mb: float) -> str:
+    """A memory ratio, or n/a when the base is below what RSS sampling resolves (about 1 MB)."""
+    return f"{value_mb / base_mb:.1f}×" if base_mb >= 1.0 else "n/a"
+
+
 def markdown(rows, em_rows, prov, batch) -> str:
     lines = ["# Speed and memory\n", provenance_markdown(prov),
              f"\n## Training step (batch {batch}, Dice+CE, AdamW) and inference\n",
              "Ratios are against the ERM U-Net at the same size. The cached medsam step excludes the one-off "
              "feature computation (done in the warm-up step, as the cache does once per image); inference always "
-             "runs the backbone (new images).\n",
+             "runs the backbone (new images). Peak memory is the growth during one step (CPU: resident memory, "
+             "sampled in a separate process so the sampler does not slow the timed steps).\n",
              "| size | model | trainable params | step (s) | step ratio | peak memory (MB) | memory ratio | inference (img/s) | inference ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
     for size in sorted({r["size"] for r in rows}):
@@ -252,7 +300,7 @@ def markdown(rows, em_rows, prov, batch) -> str:
         for r in (r for r in rows if r["size"] == size):
             lines.append(f"| {size} | {r['model']} | {r['trainable_params'] / 1e6:.2f} M | {r['step_s']:.3f} | "
                          f"{r['step_s'] / base['step_s']:.1f}× | {r['peak_mb']:.0f} | "
-                         f"{r['peak_mb'] / max(base['peak_mb'], 1e-9):.1f}× | {r['infer_img_s']:.1f} | "
+                         f"{_ratio(r['peak_mb'], base['peak_mb'])} | {r['infer_img_s']:.1f} | "
                          f"{r['infer_img_s'] / base['infer_img_s']:.2f}× |")
     lines += ["\n## EM Aggregation vs self-attention on one 64-channel feature map (forward + backward)\n",
               "| map | pixels N | EM (s) | attention (s) | attention / EM time | EM memory (MB) | attention memory (MB) | attention / EM memory |",
@@ -262,7 +310,7 @@ def markdown(rows, em_rows, prov, batch) -> str:
         at = next(r for r in em_rows if r["side"] == side and not r["block"].startswith("EM"))
         lines.append(f"| {side}×{side} | {side * side} | {em['step_s']:.4f} | {at['step_s']:.4f} | "
                      f"{at['step_s'] / em['step_s']:.1f}× | {em['peak_mb']:.1f} | {at['peak_mb']:.1f} | "
-                     f"{at['peak_mb'] / max(em['peak_mb'], 1e-9):.1f}× |")
+                     f"{_ratio(at['peak_mb'], em['peak_mb'])} |")
     return "\n".join(lines) + "\n"
 
 
