@@ -15,12 +15,15 @@ On 2 cores, one process per dataset with one thread each (`--datasets fundus --t
 do not scale across threads. Both processes rewrite the same results files atomically from every
 finished unit on disk, so the last write holds them all. Frozen LiteMedSAM features go to a disk
 cache (benchmarks/runs/feature_cache, about 2 GB for both datasets; VLSA_FEATURE_CACHE_DIR to move it)
-so a restarted or second process does not recompute them.
+so a restarted or second process does not recompute them. A unit being run is claimed with a lock
+file holding the process id, so more processes on one dataset share the work instead of colliding:
+each skips the units another live process holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -48,6 +51,42 @@ METHODS = {
 }
 CONFIGS = {"fundus": ROOT / "configs" / "fundus_sdg.yaml", "mms": ROOT / "configs" / "mms_sdg.yaml"}
 QUICK = ["train.steps=20", "train.val_every=10", "data.image_size=48", "data.synth.per_domain=8"]
+
+
+@contextlib.contextmanager
+def claim(unit: Path):
+    """Yield True if this process now holds `unit` (and release it after), False if a live one does."""
+    unit.mkdir(parents=True, exist_ok=True)
+    lock = unit / ".busy"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            holder = lock.read_text().strip()
+            if holder.isdigit() and _alive(int(holder)):
+                yield False
+                return
+            lock.unlink(missing_ok=True)  # left by a process that died: take it over
+    else:
+        yield False
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def slug(name: str) -> str:
@@ -134,8 +173,13 @@ def main() -> None:
                 config = load_config(CONFIGS[dataset], overrides)
                 budget = {"steps": config.train.steps, "image size": config.data.image_size,
                           "batch": config.train.batch_size, "lr": config.train.lr}
-                print(f"== {dataset} | {method} | seed {seed}", flush=True)
-                run_protocol(config, "single-source", runs / dataset / slug(method) / f"s{seed}", quiet=True)
+                unit = runs / dataset / slug(method) / f"s{seed}"
+                with claim(unit) as mine:
+                    print(f"== {dataset} | {method} | seed {seed}" + ("" if mine else ": busy in another process"),
+                          flush=True)
+                    if not mine:
+                        continue
+                    run_protocol(config, "single-source", unit, quiet=True)
                 table = summarise(collect(runs))
                 write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
                 write_text(out / f"{name}.md", markdown(table, budget, prov))
