@@ -9,6 +9,7 @@ once per image and shared by the VLSA variants.
     python benchmarks/dg_table.py                      # full: 3 seeds, both datasets (hours on 2 cores)
     python benchmarks/dg_table.py --seeds 0            # one seed
     python benchmarks/dg_table.py --quick              # smoke run in minutes (tiny data, few steps)
+    python benchmarks/dg_table.py --report-only        # rewrite the results from finished units only
 
 On 2 cores, one process per dataset with one thread each (`--datasets fundus --threads 1` beside
 `--datasets mms --threads 1`) finishes sooner than one process with two threads: the small decoders
@@ -134,7 +135,9 @@ def markdown(table: dict, budget: dict, prov: dict) -> str:
     out = ["# Single-source DG on the synthetic benchmarks\n",
            "Every source domain -> every unseen target domain (test splits); numbers are means over the four "
            "source choices, then mean ± std over seeds. Same budget for every method: "
-           + ", ".join(f"{k} {v}" for k, v in budget.items()) + ".\n", provenance_markdown(prov)]
+           + ", ".join(f"{k} {v}" for k, v in budget.items()) + ".\n",
+           "Reproduce everything with `python benchmarks/dg_table.py` (resumable: finished units are read back); "
+           "the provenance below is of the process that wrote this file.\n", provenance_markdown(prov)]
     for dataset, methods in table.items():
         classes = list(dict.fromkeys(k[len("unseen_dice_"):] for m in methods.values() for k in m
                                      if k.startswith("unseen_dice_") and not k.endswith("_std")))  # label order
@@ -154,6 +157,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="tiny data and few steps: a smoke run in minutes")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the results files from the finished units on disk; train nothing")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for this process (default: all cores)")
     parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "runs"), help="where run folders are cached")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -165,6 +170,11 @@ def main() -> None:
     os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(Path(args.runs) / "feature_cache"))
     prov = provenance()
     budget = {}
+    if args.report_only:
+        config = load_config(CONFIGS[args.datasets[0]], QUICK if args.quick else [])
+        budget = {"steps": config.train.steps, "image size": config.data.image_size,
+                  "batch": config.train.batch_size, "lr": config.train.lr}
+        args.datasets = []
     for dataset in args.datasets:
         for seed in args.seeds:
             for method in args.methods:
@@ -183,6 +193,9 @@ def main() -> None:
                 table = summarise(collect(runs))
                 write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
                 write_text(out / f"{name}.md", markdown(table, budget, prov))
+    table = summarise(collect(runs))
+    write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
+    write_text(out / f"{name}.md", markdown(table, budget, prov))
     print((out / f"{name}.md").read_text())
 
 
