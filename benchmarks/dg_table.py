@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import provenance, provenance_markdown  # noqa: E402
+from plots import plot_dg  # noqa: E402
 
 from vlsa.config import load_config  # noqa: E402
 from vlsa.engine.protocol import run_protocol  # noqa: E402
@@ -131,8 +132,8 @@ def _pm(row: dict, key: str, fmt: str = "{:.3f}") -> str:
     return (fmt + " ± " + fmt).format(row[key], row[key + "_std"])
 
 
-def markdown(table: dict, budget: dict, prov: dict) -> str:
-    out = ["# Single-source DG on the synthetic benchmarks\n",
+def markdown(table: dict, budget: dict, prov: dict, png: str) -> str:
+    out = ["# Single-source DG on the synthetic benchmarks\n", f"![unseen-domain Dice per method]({png})\n",
            "Every source domain -> every unseen target domain (test splits); numbers are means over the four "
            "source choices, then mean ± std over seeds. Same budget for every method: "
            + ", ".join(f"{k} {v}" for k, v in budget.items()) + ".\n",
@@ -192,10 +193,12 @@ def main() -> None:
                     run_protocol(config, "single-source", unit, quiet=True)
                 table = summarise(collect(runs))
                 write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
-                write_text(out / f"{name}.md", markdown(table, budget, prov))
+                write_text(out / f"{name}.md", markdown(table, budget, prov, f"{name}.png"))
     table = summarise(collect(runs))
     write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
-    write_text(out / f"{name}.md", markdown(table, budget, prov))
+    write_text(out / f"{name}.md", markdown(table, budget, prov, f"{name}.png"))
+    if table:
+        plot_dg(table, out / f"{name}.png")
     print((out / f"{name}.md").read_text())
 
 

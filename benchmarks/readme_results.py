@@ -35,7 +35,8 @@ def dg_tables(dg: dict) -> list[str]:
     lines = [f"Single-source protocol: every source site → every unseen site (12 pairs per dataset), mean Dice "
              f"over the pairs, then mean ± std over seeds. Same budget for every method: {budget}. "
              f"Reproduce: `python benchmarks/dg_table.py`; per-class Dice and HD95 in "
-             f"[`benchmarks/results/dg_synthetic.md`](benchmarks/results/dg_synthetic.md).\n"]
+             f"[`benchmarks/results/dg_synthetic.md`](benchmarks/results/dg_synthetic.md).\n",
+             "![unseen-domain Dice per method](benchmarks/results/dg_synthetic.png)\n"]
     for dataset, methods in dg["table"].items():
         classes = _classes(next(iter(methods.values())))
         header = [TITLES.get(dataset, dataset), "seeds", "source Dice", "unseen Dice",

@@ -30,6 +30,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import provenance, provenance_markdown  # noqa: E402
+from plots import plot_em_scaling  # noqa: E402
 
 from vlsa.config import build_config  # noqa: E402
 from vlsa.data.spec import FUNDUS  # noqa: E402
@@ -277,7 +278,8 @@ def main() -> None:
     out = Path(args.out)
     name = f"speed_{args.device}" + ("_quick" if args.quick else "")
     write_json(out / f"{name}.json", {"provenance": prov, "batch": args.batch, "train": rows, "em_vs_attention": em_rows})
-    write_text(out / f"{name}.md", markdown(rows, em_rows, prov, args.batch))
+    write_text(out / f"{name}.md", markdown(rows, em_rows, prov, args.batch, f"{name}_em.png"))
+    plot_em_scaling(em_rows, out / f"{name}_em.png")
     print((out / f"{name}.md").read_text())
 
 
@@ -286,7 +288,7 @@ def _ratio(value_mb: float, base_mb: float) -> str:
     return f"{value_mb / base_mb:.1f}×" if base_mb >= 1.0 else "n/a"
 
 
-def markdown(rows, em_rows, prov, batch) -> str:
+def markdown(rows, em_rows, prov, batch, em_png: str) -> str:
     lines = ["# Speed and memory\n", provenance_markdown(prov),
              f"\n## Training step (batch {batch}, Dice+CE, AdamW) and inference\n",
              "Ratios are against the ERM U-Net at the same size. The cached medsam step excludes the one-off "
@@ -303,6 +305,7 @@ def markdown(rows, em_rows, prov, batch) -> str:
                          f"{_ratio(r['peak_mb'], base['peak_mb'])} | {r['infer_img_s']:.1f} | "
                          f"{r['infer_img_s'] / base['infer_img_s']:.2f}× |")
     lines += ["\n## EM Aggregation vs self-attention on one 64-channel feature map (forward + backward)\n",
+              f"![EM vs attention scaling]({em_png})\n",
               "| map | pixels N | EM (s) | attention (s) | attention / EM time | EM memory (MB) | attention memory (MB) | attention / EM memory |",
               "|---|---|---|---|---|---|---|---|"]
     for side in sorted({r["side"] for r in em_rows}):
