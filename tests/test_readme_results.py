@@ -15,11 +15,12 @@ def test_readme_results_block_matches_committed_results():
 
 def test_check_detects_a_hand_edited_number(tmp_path):
     readme = tmp_path / "README.md"
-    text = (ROOT / "README.md").read_text()
-    start = text.index("<!-- results:start")
-    edited = text[:start] + text[start:].replace("Headline numbers:", "Headline numbers (edited):", 1)
-    readme.write_text(edited)
+    readme.write_text((ROOT / "README.md").read_text())
+    subprocess.run([sys.executable, str(SCRIPT), "--readme", str(readme)], check=True)
+    current = readme.read_text()
+    start = current.index("<!-- results:start")
+    readme.write_text(current[:start] + current[start:].replace("Headline numbers:", "Headline numbers (edited):", 1))
     done = subprocess.run([sys.executable, str(SCRIPT), "--check", "--readme", str(readme)], capture_output=True, text=True)
     assert done.returncode == 1 and "stale" in done.stderr
     subprocess.run([sys.executable, str(SCRIPT), "--readme", str(readme)], check=True)
-    assert readme.read_text() == text
+    assert readme.read_text() == current

@@ -123,7 +123,7 @@ def test_feature_cache_on_disk_is_shared_across_processes_and_keyed_by_weights(t
     victim.write_bytes(b"not a tensor file")
     cache.clear()
     repaired = cache.cached_features(net, images, "cnn-test")
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(first, repaired))  # batch of 1 vs 3: float noise
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-3) for a, b in zip(first, repaired))  # other batch/threads: float noise
     assert victim.stat().st_size > 100
     # other weights, same id and images: never served the stale features
     other = ResidualCNN(3, width=8).eval()
