@@ -152,6 +152,21 @@ def markdown(table: dict, budget: dict, prov: dict, png: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def budget_of(config) -> dict:
+    return {"steps": config.train.steps, "image size": config.data.image_size,
+            "batch": config.train.batch_size, "lr": config.train.lr}
+
+
+def write_results(out: Path, name: str, runs: Path, prov: dict, budget: dict) -> dict:
+    """Summarise every finished unit under `runs` into out/name.{json,md,png}."""
+    table = summarise(collect(runs))
+    write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
+    write_text(out / f"{name}.md", markdown(table, budget, prov, f"{name}.png"))
+    if table:
+        plot_dg(table, out / f"{name}.png")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -172,9 +187,7 @@ def main() -> None:
     prov = provenance()
     budget = {}
     if args.report_only:
-        config = load_config(CONFIGS[args.datasets[0]], QUICK if args.quick else [])
-        budget = {"steps": config.train.steps, "image size": config.data.image_size,
-                  "batch": config.train.batch_size, "lr": config.train.lr}
+        budget = budget_of(load_config(CONFIGS[args.datasets[0]], QUICK if args.quick else []))
         args.datasets = []
     for dataset in args.datasets:
         for seed in args.seeds:
@@ -182,8 +195,7 @@ def main() -> None:
                 overrides = [*(QUICK if args.quick else []), *METHODS[method], f"seed={seed}", "train.device=cpu",
                              *([f"train.threads={args.threads}"] if args.threads else [])]
                 config = load_config(CONFIGS[dataset], overrides)
-                budget = {"steps": config.train.steps, "image size": config.data.image_size,
-                          "batch": config.train.batch_size, "lr": config.train.lr}
+                budget = budget_of(config)
                 unit = runs / dataset / slug(method) / f"s{seed}"
                 with claim(unit) as mine:
                     print(f"== {dataset} | {method} | seed {seed}" + ("" if mine else ": busy in another process"),
@@ -191,14 +203,8 @@ def main() -> None:
                     if not mine:
                         continue
                     run_protocol(config, "single-source", unit, quiet=True)
-                table = summarise(collect(runs))
-                write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
-                write_text(out / f"{name}.md", markdown(table, budget, prov, f"{name}.png"))
-    table = summarise(collect(runs))
-    write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
-    write_text(out / f"{name}.md", markdown(table, budget, prov, f"{name}.png"))
-    if table:
-        plot_dg(table, out / f"{name}.png")
+                write_results(out, name, runs, prov, budget)  # after every unit: an interrupted run keeps its results
+    write_results(out, name, runs, prov, budget)
     print((out / f"{name}.md").read_text())
 
 

@@ -5,7 +5,7 @@ once per image (per process) instead of once per step; the training loop then au
 feature space (see `vlsa.data.transforms`). Bounded by VLSA_FEATURE_CACHE_MB (default 6000).
 
 With VLSA_FEATURE_CACHE_DIR set, features are also kept on disk (one float32 file per image, so a
-load is bit-identical to a recomputation), shared by every process and run on the machine: a
+load returns exactly the features first computed), shared by every process and run on the machine: a
 benchmark's second process, `vlsa diagnose`, or tomorrow's run skip the encoder. The disk key adds a
 fingerprint of the backbone's weights, so changed weights never read stale features.
 """
