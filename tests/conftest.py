@@ -32,4 +32,4 @@ def cardiac_root(tmp_path_factory):
 def tiny_overrides(root, dataset="fundus", source="Domain1", steps=6):
     return [f"data.dataset={dataset}", f"data.root={root}", f"data.source={source}", "data.image_size=32",
             f"train.steps={steps}", "train.batch_size=4", "train.val_every=3", "train.log_every=1",
-            "model.unet.channels=[8,16,32]", "eval.overlays=2", "train.device=cpu"]
+            "model.name=unet", "model.unet.channels=[8,16,32]", "eval.overlays=2", "train.device=cpu"]

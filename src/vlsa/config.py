@@ -33,7 +33,10 @@ class AugmentConfig(Strict):
     rotate: float = Field(15.0, ge=0, description="max rotation, degrees")
     scale: float = Field(0.1, ge=0, lt=1)
     intensity: float = Field(0.1, ge=0, description="brightness/contrast/gamma jitter")
-    colour: float = Field(0.0, ge=0, description="strong per-channel colour/gamma/blur/noise jitter (DG baseline)")
+    colour: float = Field(0.5, ge=0, description="strong per-channel colour/gamma/blur/noise jitter (0 = off)")
+    views: int = Field(4, ge=1, description="cached frozen backbone: appearance-augmented views per training "
+                                            "image in the feature bank (view 0 is the image as read)")
+    randconv: bool = Field(False, description="RandConv (Xu et al., ICLR 2021): random-convolution images")
 
 
 class DataConfig(Strict):
@@ -64,7 +67,7 @@ class UNetConfig(Strict):
 
 
 class BackboneConfig(Strict):
-    name: Literal["medsam", "cnn", "hf"] = "medsam"
+    name: Literal["medsam", "cnn", "hf"] = "cnn"
     path: str | None = Field(None, description="hf: local folder or hub id of a CLIP/DINOv2/SigLIP checkpoint")
     tuning: Literal["frozen", "full", "frozen+tokens", "lora"] = "frozen"
     cache: bool = Field(True, description="cache frozen-backbone features per image (augment in feature space)")
@@ -96,7 +99,7 @@ class DecoderConfig(Strict):
 
 
 class ModelConfig(Strict):
-    name: Literal["unet", "vlsa"] = "unet"
+    name: Literal["unet", "vlsa"] = "vlsa"
     unet: UNetConfig = Field(default_factory=UNetConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     em: EMConfig = Field(default_factory=EMConfig)
@@ -121,6 +124,9 @@ class TrainConfig(Strict):
 
 class EvalConfig(Strict):
     overlays: int = Field(6, ge=0, description="images per domain in the overlay grid")
+    postprocess: Literal["auto", "on", "off"] = Field(
+        "auto", description="anatomical post-processing (largest component, holes, nesting); auto: on when "
+                            "it raises Dice on the source validation split")
     batch_size: int = Field(16, ge=1)
 
 

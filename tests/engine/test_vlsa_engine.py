@@ -37,7 +37,7 @@ def test_frozen_backbone_features_are_cached_and_resume_is_exact(fundus_root, tm
     clip = _tiny_clip(tmp_path / "clip")
     overrides = tiny_overrides(fundus_root, steps=6) + VLSA_TINY + [
         "model.backbone.name=hf", f"model.backbone.path={clip}", "model.backbone.input_size=32",
-        "data.augment.intensity=0"]
+        "data.augment.intensity=0", "data.augment.views=1"]
     cfg = build_config({}, overrides)
     cache.clear()
     cache.STATS.update(hits=0, misses=0)

@@ -6,6 +6,7 @@ run draws exactly what an uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -95,16 +96,71 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
+def view_generator(image: torch.Tensor, view: int) -> torch.Generator:
+    """The generator of appearance view `view` of one C x H x W image: seeded by the image's
+    content and the view index only, so every seed, method and process draws the same view."""
+    data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    digest = hashlib.sha1(data + b"|view|" + str(int(view)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def appearance_views(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Tensor:
+    """Appearance-augmented views of B x C x H x W normalised images: image i becomes its view
+    `views[i]` (0 = the image as read; v >= 1 = colour then intensity jitter drawn by
+    `view_generator(image, v)`). Deterministic, so a frozen backbone's features of the views form a
+    bank that the (content-keyed, disk-backed) feature cache shares across runs and processes."""
+    out = []
+    for image, v in zip(images, views.tolist()):
+        if v == 0:
+            out.append(image)
+            continue
+        g = view_generator(image, v)
+        x = colour(image[None], cfg.colour, g)
+        x = intensity(x, cfg.intensity, g)
+        out.append((random_conv(x, g) if cfg.randconv else x)[0])
+    return torch.stack(out) if out else images
+
+
+def has_appearance(cfg) -> bool:
+    return cfg.colour > 0 or cfg.intensity > 0 or cfg.randconv
+
+
+def random_conv(images: torch.Tensor, g: torch.Generator, p: float = 0.5, kernel_sizes=(1, 3, 5, 7)) -> torch.Tensor:
+    """RandConv, the mixing variant: Xu, Liu, Yang, Niethammer, "Robust and Generalizable Visual
+    Representation Learning via Random Convolutions", ICLR 2021. With probability `p` per image, a
+    randomly initialised C -> C convolution (kernel size drawn from `kernel_sizes`, weights
+    N(0, 1/(k^2 C)) as in the paper's Kaiming-normal init) filters the image and the result is mixed
+    with the input by alpha ~ U(0, 1); each image is then re-standardised (zero mean, unit std).
+    B x C x H x W normalised images -> same shape."""
+    out = []
+    c = images.shape[1]
+    for x in images:
+        if torch.rand(1, generator=g).item() >= p:
+            out.append(x)
+            continue
+        k = kernel_sizes[int(torch.randint(len(kernel_sizes), (1,), generator=g))]
+        w = torch.randn(c, c, k, k, generator=g) * (1.0 / (k * k * c)) ** 0.5
+        y = F.conv2d(F.pad(x[None], (k // 2,) * 4, mode="reflect") if k > 1 else x[None], w.to(x.dtype))[0]
+        alpha = torch.rand(1, generator=g).item()
+        y = alpha * x + (1 - alpha) * y
+        out.append((y - y.mean()) / y.std().clamp_min(1e-6))
+    return torch.stack(out)
+
+
 def augment_features(feats: list[torch.Tensor], labels: torch.Tensor, cfg, g: torch.Generator):
     """The spatial augmentation applied to cached frozen-backbone features instead of images
-    (features of a frozen CNN/ViT are roughly equivariant to these small warps); intensity and
-    colour augmentation cannot be applied to cached features and are skipped."""
+    (features of a frozen CNN/ViT are roughly equivariant to these small warps). Appearance
+    augmentation reaches cached features through the bank of views (`appearance_views`), chosen
+    before the features are looked up."""
     theta = random_affine(labels.shape[0], cfg, g)
     return [warp(f, theta) for f in feats], warp_labels(labels, theta)
 
 
 def augment(images: torch.Tensor, labels: torch.Tensor, cfg, g: torch.Generator):
+    """The whole policy on images (non-cached models): spatial warp, colour, intensity, RandConv."""
     images, labels = spatial(images, labels, cfg, g)
     images = colour(images, cfg.colour, g)
     images = intensity(images, cfg.intensity, g)
+    if cfg.randconv:
+        images = random_conv(images, g)
     return images, labels

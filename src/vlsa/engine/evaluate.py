@@ -63,12 +63,20 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     check_domains(chosen, reader.domains(), "evaluation", reader.root)
     result = {"dataset": config.data.dataset, "source": sources, "units": "mm" if spec.volumetric else "px",
               "unit_of_evaluation": "volume" if spec.volumetric else "image", "domains": {}}
+    from vlsa.engine.postprocessing import decide
+
+    pp = decide(run_dir, config, spec, model, resolve_device(device))
+    result["postprocess"] = pp
+    result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
     for domain in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         prepared = prepare(list(reader.samples(domain, "test")), config, spec)
         native, small = predict_prepared(model, prepared, config.eval.batch_size, resolve_device(device))
-        agg = score(prepared, native, spec).aggregate()
-        result["domains"][domain] = {"role": "source" if domain in sources else "target", **agg}
+        role = "source" if domain in sources else "target"
+        for applied in (False, True):  # both, so a table can show post-processing off from the same run
+            agg = score(prepared, native, spec, postprocess=applied).aggregate()
+            result[f"domains_postprocess_{'on' if applied else 'off'}"][domain] = {"role": role, **agg}
+        result["domains"][domain] = result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][domain]
         overlay_rows[domain] = overlay_tiles(prepared, small, spec, config.eval.overlays)
     write_json(run_dir / "metrics.json", result)
     write_text(run_dir / "metrics.csv", metrics_csv(result))

@@ -30,15 +30,20 @@ def predict_prepared(model, prepared: Prepared, batch_size: int, device):
     return native, logits.argmax(1)
 
 
-def score(prepared: Prepared, native_preds: list[np.ndarray], spec, distances: bool = True) -> DomainAccumulator:
-    """Per-image (2D data) or per-volume (slices grouped by volume) metrics of one domain."""
+def score(prepared: Prepared, native_preds: list[np.ndarray], spec, distances: bool = True,
+          postprocess: bool = False) -> DomainAccumulator:
+    """Per-image (2D data) or per-volume (slices grouped by volume) metrics of one domain;
+    `postprocess` makes each image / volume anatomically plausible first (vlsa.postprocess)."""
+    from vlsa.postprocess import postprocess as plausible
+
+    fix = (lambda p: plausible(p, spec)) if postprocess else (lambda p: p)
     acc = DomainAccumulator(spec.regions, distances=distances)
     if spec.volumetric:
         items = [(s.group, s.slice_index, p, s.label) for s, p in zip(prepared.samples, native_preds)]
         spacing_of = {s.group: (s.slice_thickness, *s.spacing) for s in prepared.samples}
         for group, (pred, truth) in sorted(group_slices(items).items()):
-            acc.add(group, pred, truth, spacing_of[group])
+            acc.add(group, fix(pred), truth, spacing_of[group])
     else:
         for s, p in zip(prepared.samples, native_preds):
-            acc.add(s.group, p, s.label, s.spacing)
+            acc.add(s.group, fix(p), s.label, s.spacing)
     return acc

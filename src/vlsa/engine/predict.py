@@ -44,6 +44,9 @@ class Predictor:
     def __init__(self, run_dir: str | Path, device: str = "cpu"):
         self.config, self.spec, self.model = load_run(run_dir, device=device)
         self.device = torch.device(device)
+        from vlsa.engine.postprocessing import decide
+
+        self.postprocess = decide(run_dir, self.config, self.spec, self.model, self.device)["applied"]
 
     def _labels(self, planes: list[np.ndarray]) -> list[np.ndarray]:
         """C x H x W float planes -> H x W label maps on each plane's own grid."""
@@ -51,7 +54,12 @@ class Predictor:
         geoms = [geometry_for(volumetric, p.shape[-2:], size) for p in planes]
         batch = torch.stack([normalise(to_model(p, None, g)[0], self.config.data.normalise) for p, g in zip(planes, geoms)])
         logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device)
-        return [to_native(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
+        labels = [to_native(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
+        if self.postprocess:  # per plane (2D rules) when predicting; evaluation applies them per volume
+            from vlsa.postprocess import postprocess
+
+            labels = [postprocess(lab, self.spec) for lab in labels]
+        return labels
 
     def predict_image(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         image = read_image(path, "RGB" if self.spec.channels == 3 else "L")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from vlsa.config import Config, load_config, save_config
 from vlsa.data.integrity import verify
-from vlsa.data.transforms import augment, augment_features
+from vlsa.data.transforms import appearance_views, augment, augment_features, has_appearance
 from vlsa.engine import distributed
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from vlsa.engine.data import domains_of, load_source, open_configured, prepare
@@ -181,7 +181,11 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                 # every rank augments the whole global batch (same draws as a 1-process run), then
                 # takes its slice: N processes reproduce the 1-process run with the same global batch
                 if getattr(model, "cache_features", False):
-                    x = train_set.images[idx].to(device)
+                    x = train_set.images[idx]
+                    aug = config.data.augment
+                    if aug.views > 1 and has_appearance(aug):  # a view from the bank, then the warp
+                        x = appearance_views(x, torch.randint(aug.views, (len(idx),), generator=g), aug)
+                    x = x.to(device)
                     feats, y = augment_features(model.features(x), train_set.labels[idx], config.data.augment, g)
                     feats, y = [distributed.shard(f, info) for f in feats], distributed.shard(y, info)
                     logits = net(None, features=feats, out_size=x.shape[-2:])
