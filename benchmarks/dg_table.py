@@ -42,15 +42,21 @@ from vlsa.engine.protocol import run_protocol  # noqa: E402
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# One augmentation policy (configs' data.augment: colour 0.5, intensity, flips/rotations) for every
+# method; only "ERM U-Net" turns its appearance part off, as the plain-ERM reference.
 METHODS = {
-    "ERM U-Net": ["model.name=unet"],
-    "ERM U-Net + colour aug": ["model.name=unet", "data.augment.colour=0.5"],
-    "VLSA (medsam)": [],
-    "VLSA (medsam) w/o EM": ["model.em.enabled=false"],
-    "VLSA (medsam) w/o text guidance": ["model.decoder.text_guidance=false"],
-    "VLSA (medsam) text=none": ["model.text.encoder=none"],
-    "VLSA (cnn)": ["model.backbone.name=cnn"],
+    "ERM U-Net": ["model.name=unet", "data.augment.colour=0"],
+    "ERM U-Net + colour aug": ["model.name=unet"],
+    "ERM U-Net + RandConv": ["model.name=unet", "data.augment.randconv=true"],
+    "VLSA": [],
+    "VLSA w/o EM": ["model.em.enabled=false"],
+    "VLSA w/o text guidance": ["model.decoder.text_guidance=false"],
+    "VLSA text=none": ["model.text.encoder=none"],
 }
+# rows read from another method's runs, without retraining: name -> (method, metrics key per run)
+DERIVED = {"VLSA w/o post-processing": ("VLSA", "domains_postprocess_off")}
+# bump when the shared training policy changes, so finished units of an older policy are not reused
+RUNS_VERSION = "policy1"
 CONFIGS = {"fundus": ROOT / "configs" / "fundus_sdg.yaml", "mms": ROOT / "configs" / "mms_sdg.yaml"}
 QUICK = ["train.steps=20", "train.val_every=10", "data.image_size=48", "data.synth.per_domain=8"]
 
@@ -102,6 +108,11 @@ def collect(runs: Path) -> dict:
         for method in METHODS:
             for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
                 units.setdefault((dataset, method), {})[int(path.parent.name[1:])] = json.loads(path.read_text())
+        for name, (method, key) in DERIVED.items():
+            for seed, result in units.get((dataset, method), {}).items():
+                if all(key in r for r in result["runs"].values()):
+                    runs_ = {n: {**r, "domains": r[key]} for n, r in result["runs"].items()}
+                    units.setdefault((dataset, name), {})[seed] = {**result, "runs": runs_}
     return units
 
 
@@ -180,7 +191,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     name = "dg_synthetic_quick" if args.quick else "dg_synthetic"
-    out, runs = Path(args.out), Path(args.runs) / ("quick" if args.quick else "full")
+    out, runs = Path(args.out), Path(args.runs) / f"{'quick' if args.quick else 'full'}-{RUNS_VERSION}"
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(Path(args.runs) / "feature_cache"))

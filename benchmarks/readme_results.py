@@ -18,7 +18,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- results:start (benchmarks/readme_results.py) -->", "<!-- results:end -->"
 TITLES = {"fundus": "fundus (4 sites)", "mms": "cardiac (4 vendors)"}
 UNITS = {"fundus": "px", "mms": "mm"}
-HEADLINE_METHODS = ("ERM U-Net + colour aug", "VLSA (medsam)", "VLSA (cnn)")  # each quoted against plain ERM
+HEADLINE_METHODS = ("ERM U-Net + colour aug", "ERM U-Net + RandConv", "VLSA", "VLSA (medsam)", "VLSA (cnn)")  # each quoted against plain ERM
 
 
 def _pm(row: dict, key: str, digits: int = 3) -> str:
