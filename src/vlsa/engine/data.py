@@ -21,6 +21,34 @@ from vlsa.engine.geometry import Geometry, geometry_for, normalise, to_model
 from vlsa.errors import ConfigError
 
 SYNTHETIC = ("fundus", "mms")
+# foundation encoders that read images at their own resolution (px), not at data.image_size
+ENCODER_INPUT = {"medsam": 256}
+
+
+def encoder_size(config) -> int | None:
+    """The side (px) at which the model reads images when it differs from `data.image_size`:
+    LiteMedSAM's 256 px for VLSA with the medsam backbone; None when the model reads the
+    model-size image (its logits are always at data.image_size)."""
+    model = config.model
+    size = ENCODER_INPUT.get(model.backbone.name) if model.name == "vlsa" else None
+    return size if size is not None and size > config.data.image_size else None
+
+
+def model_input(image: np.ndarray, geom: Geometry, config) -> torch.Tensor:
+    """One C x H x W image as read -> the normalised tensor the model reads: C x S x S at the
+    model size S, or, for a foundation encoder (`encoder_size`), C x E x E float16 resized from
+    the image as read (2D photographs) or from the model-size slice (volume slices, which are
+    already at the physical spacing: their field of view must stay the model's)."""
+    img, _ = to_model(image, None, geom)
+    enc = encoder_size(config)
+    if enc is None:
+        return normalise(img, config.data.normalise)
+    import torch.nn.functional as F
+
+    src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)) if geom.mode == "resize" else img
+    hi = F.interpolate(src[None], size=(enc, enc), mode="bilinear", antialias=geom.mode == "resize",
+                       align_corners=False)[0]
+    return normalise(hi, config.data.normalise).half()
 
 
 def cache_dir() -> Path:
@@ -82,7 +110,8 @@ def domains_of(config, reader) -> tuple[list[str], list[str]]:
 
 @dataclass
 class Prepared:
-    """Samples fitted to the model: images N x C x S x S, labels N x S x S, and what evaluation
+    """Samples fitted to the model: images N x C x S x S (N x C x E x E float16 for a foundation
+    encoder read at its own resolution E, see `encoder_size`), labels N x S x S, and what evaluation
     needs to map predictions back (native labels, geometry, grouping, spacing)."""
 
     images: torch.Tensor
@@ -104,7 +133,8 @@ def prepare(samples: list[Sample], config, spec) -> Prepared:
         geom = geometry_for(spec.volumetric, s.image.shape[-2:], size)
         img, lab = to_model(s.image, s.label, geom)
         display.append(to_rgb(img.numpy()))
-        images.append(normalise(img, config.data.normalise))
+        images.append(normalise(img, config.data.normalise) if encoder_size(config) is None
+                      else model_input(s.image, geom, config))
         labels.append(lab)
         geoms.append(geom)
         s.image = None  # the model-size copy is all training needs; keeps memory flat on real data

@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from vlsa.data.io import is_image, is_nifti, read_image, read_nifti, stem, write_nifti, write_png
 from vlsa.data.resample import normalise_percentile, resample_plane
+from vlsa.engine.data import model_input
 from vlsa.engine.evaluate import load_run
-from vlsa.engine.geometry import geometry_for, normalise, to_model, to_native
+from vlsa.engine.geometry import geometry_for, to_native
 from vlsa.engine.inference import model_logits
 from vlsa.errors import DataError
 from vlsa.report.overlay import draw_contours, grid, to_rgb
@@ -52,7 +53,7 @@ class Predictor:
         """C x H x W float planes -> H x W label maps on each plane's own grid."""
         size, volumetric = self.config.data.image_size, self.spec.volumetric
         geoms = [geometry_for(volumetric, p.shape[-2:], size) for p in planes]
-        batch = torch.stack([normalise(to_model(p, None, g)[0], self.config.data.normalise) for p, g in zip(planes, geoms)])
+        batch = torch.stack([model_input(p, g, self.config) for p, g in zip(planes, geoms)])
         logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device)
         labels = [to_native(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
         if self.postprocess:  # per plane (2D rules) when predicting; evaluation applies them per volume

@@ -181,16 +181,16 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                 # every rank augments the whole global batch (same draws as a 1-process run), then
                 # takes its slice: N processes reproduce the 1-process run with the same global batch
                 if getattr(model, "cache_features", False):
-                    x = train_set.images[idx]
+                    x = train_set.images[idx].float()
                     aug = config.data.augment
                     if aug.views > 1 and has_appearance(aug):  # a view from the bank, then the warp
                         x = appearance_views(x, torch.randint(aug.views, (len(idx),), generator=g), aug)
                     x = x.to(device)
                     feats, y = augment_features(model.features(x), train_set.labels[idx], config.data.augment, g)
                     feats, y = [distributed.shard(f, info) for f in feats], distributed.shard(y, info)
-                    logits = net(None, features=feats, out_size=x.shape[-2:])
+                    logits = net(None, features=feats, out_size=train_set.labels.shape[-2:])
                 else:
-                    x, y = augment(train_set.images[idx], train_set.labels[idx], config.data.augment, g)
+                    x, y = augment(train_set.images[idx].float(), train_set.labels[idx], config.data.augment, g)
                     x, y = distributed.shard(x, info), distributed.shard(y, info)
                     logits = net(x.to(device))
             y = y.to(device)

@@ -43,6 +43,8 @@ class VLSA(nn.Module):
         self.text_anchor = cfg.em.text_anchor
         self.decoder = TextGuidedDecoder(self.backbone.out_channels, dim, cfg.decoder.embed_dim, k,
                                          text_guidance=cfg.decoder.text_guidance, heads=cfg.decoder.heads)
+        # a foundation encoder read at its own resolution: inputs are E x E, logits stay image_size
+        self.decode_size = (image_size, image_size) if cfg.backbone.name == "medsam" and image_size < 256 else None
         frozen = getattr(self.backbone, "frozen", False)
         self.cache_features = bool(frozen and cfg.backbone.cache)
 
@@ -53,9 +55,11 @@ class VLSA(nn.Module):
         return self.text_proj(self.text_embeddings)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = x.float()  # encoder-resolution images are stored as float16
+        kwargs = {"out_size": self.decode_size} if self.decode_size is not None else {}
         if self.cache_features:
-            return cached_features(self.backbone, x, self.backbone_id)
-        return self.backbone(x)
+            return cached_features(self.backbone, x, self.backbone_id, **kwargs)
+        return self.backbone(x, **kwargs)
 
     def decode(self, feats: list[torch.Tensor], out_size, return_aux: bool = False):
         text = self.class_text()
@@ -75,5 +79,5 @@ class VLSA(nn.Module):
         """Images B x C x H x W -> logits B x K x H x W; or, for cached backbone features,
         `features` (the pyramid) and `out_size` (so DDP sees the call)."""
         if features is None:
-            return self.decode(self.features(x), x.shape[-2:], return_aux)
+            return self.decode(self.features(x), self.decode_size or x.shape[-2:], return_aux)
         return self.decode(features, out_size, return_aux)

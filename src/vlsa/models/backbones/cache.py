@@ -73,8 +73,10 @@ def _save(path: Path, feats: list[torch.Tensor]) -> None:
 
 
 @torch.no_grad()
-def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size: int = 8) -> list[torch.Tensor]:
-    """B x C x H x W -> the backbone's pyramid, computing only the images not seen before."""
+def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size: int = 8,
+                    **kwargs) -> list[torch.Tensor]:
+    """B x C x H x W -> the backbone's pyramid, computing only the images not seen before.
+    `kwargs` go to the backbone (e.g. out_size) and must be fixed by `backbone_id`."""
     keys = [content_key(img, backbone_id) for img in images]
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
@@ -94,7 +96,7 @@ def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size
                 STATS["disk_hits"] += 1
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]
-        feats = backbone(images[chunk])
+        feats = backbone(images[chunk], **kwargs)
         for j, i in enumerate(chunk):
             fresh[keys[i]] = [f[j].cpu().clone() for f in feats]
             if disk is not None:

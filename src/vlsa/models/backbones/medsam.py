@@ -86,8 +86,10 @@ class MedSAMBackbone(nn.Module):
         x = (x - lo) / (hi - lo).clamp_min(1e-6)
         return F.interpolate(x, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        size = x.shape[-2:]
+    def forward(self, x: torch.Tensor, out_size=None) -> list[torch.Tensor]:
+        """B x C x H x W -> the pyramid at strides (2, 4, 4, 4) of `out_size` (default: H x W), so
+        an image read at the encoder's 256 px can feed a decoder working at the model size."""
+        size = tuple(out_size) if out_size is not None else x.shape[-2:]
         enc = self.encoder
         h = enc.patch_embed(self._prepare(x))
         outs = []
