@@ -148,6 +148,10 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                                       "train_samples": len(train_set), "val_samples": len(val_set),
                                       "val_cases": sorted({s.case_id for s in val_samples}),
                                       "seed": config.seed, "processes": info.world, **environment(str(device))})
+    if getattr(model, "cache_features", False):  # frozen backbone: its feature bank first, with a progress bar
+        from vlsa.engine.bank import fill_bank
+
+        fill_bank(model, train_set.images, val_set.images, config.data.augment, device, quiet=quiet or not main)
     log_rows = _read_log(out / "log.csv", start)
     use_amp = cfg.amp and device.type == "cuda"
 
