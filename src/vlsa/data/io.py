@@ -176,8 +176,8 @@ def _decode(path: str | Path, palette_indices: bool) -> _Decoded:
             if frames > 1:
                 raise DataError(path, f"has {frames} pages/frames; expected a single 2D image")
             stored_size = im.size
+            deep = _sixteen_bit_colour(path, im)  # before anything loads the pixels (getexif may)
             orientation = int(im.getexif().get(0x0112, 1) or 1)
-            deep = _sixteen_bit_colour(path, im)
             im.load()
             if im.width == 0 or im.height == 0:
                 raise DataError(path, "image has zero size")
@@ -236,12 +236,14 @@ def _unit_range(pixels: np.ndarray) -> np.ndarray:
     return ((data - low) / (high - low)).astype(np.float32)
 
 
-def _to_channels(unit: np.ndarray, channels: int) -> np.ndarray:
-    """H x W or H x W x {2,3,4} in [0, 1] -> C x H x W with C = `channels` (alpha dropped)."""
-    if unit.ndim == 3:
-        unit = unit[..., :1] if unit.shape[2] == 2 else unit[..., :3]
-        if unit.shape[2] == 1:
-            unit = unit[..., 0]
+def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """H x W or H x W x {2,3,4} as stored -> C x H x W in [0, 1] with C = `channels`.
+
+    Alpha is dropped before the range is taken (a photograph's transparency is not its intensity).
+    """
+    if pixels.ndim == 3:
+        pixels = pixels[..., 0] if pixels.shape[2] <= 2 else pixels[..., :3]
+    unit = _unit_range(pixels)
     if channels == 3:
         rgb = unit if unit.ndim == 3 else np.repeat(unit[..., None], 3, axis=2)
         return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
@@ -255,7 +257,7 @@ def load_image(path: str | Path, channels: int) -> np.ndarray:
 
     Raises DataError (file named) for a missing, corrupt, multi-page or NaN-holding file.
     """
-    return _to_channels(_unit_range(_decode(path, palette_indices=False).pixels), channels)
+    return _to_channels(_decode(path, palette_indices=False).pixels, channels)
 
 
 def _grey_of_colour(path: Path, rgb: np.ndarray) -> np.ndarray:
@@ -321,7 +323,7 @@ def load_pair(image_path: Path, mask_path: Path, channels: int) -> tuple[np.ndar
     orientation is what makes them differ).
     """
     decoded = _decode(image_path, palette_indices=False)
-    image = _to_channels(_unit_range(decoded.pixels), channels)
+    image = _to_channels(decoded.pixels, channels)
     mask = load_mask(mask_path)
     if mask.shape != image.shape[1:]:
         h, w = image.shape[1:]
@@ -353,6 +355,18 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _raw_pixdim(path: Path, img) -> list[float]:
+    """pixdim as stored in the file (nibabel replaces 0 by 1 and negatives by their size on load)."""
+    import nibabel as nib
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(str(path)) as fh:
+            return [float(v) for v in nib.Nifti1Header.from_fileobj(fh, check=False)["pixdim"]]
+    except Exception:  # noqa: BLE001 - only for the message; the loaded header is the fallback
+        return [float(v) for v in img.header["pixdim"]]
+
+
 def _spacing(path: Path, img, fixed_pixdim: bool) -> tuple[float, ...]:
     """Voxel sizes: pixdim when valid, else the column norms of a valid sform (one-line error otherwise)."""
     zooms = [float(z) for z in img.header.get_zooms()]
@@ -364,7 +378,7 @@ def _spacing(path: Path, img, fixed_pixdim: bool) -> tuple[float, ...]:
         norms = np.linalg.norm(np.asarray(sform)[:3, :3], axis=0)
         if np.all(norms > 0):
             return tuple(float(n) for n in norms[:spatial]) + tuple(zooms[spatial:])
-    raw = img.header["pixdim"][1:1 + spatial].tolist()
+    raw = ", ".join(f"{v:g}" for v in _raw_pixdim(path, img)[1:1 + spatial])
     raise DataError(path, f"voxel size (pixdim {raw}) is zero, negative or not a number, and the header has "
                           "no valid sform affine to take it from")
 
