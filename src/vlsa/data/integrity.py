@@ -72,7 +72,7 @@ def check_annotated_frames(path: str | Path, case: str, named: dict[str, int], l
         return
     said = ", ".join(f"{phase}={t}" for phase, t in empty.items())
     hint = ""
-    for shift, base in ((1, "1-based"), (-1, "off by one")):
+    for shift, base in ((-1, "1-based"), (1, "shifted by one frame")):
         if labelled and sorted(t + shift for t in named.values()) == labelled:
             hint = f" (the csv's ED/ES look {base})"
             break
