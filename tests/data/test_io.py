@@ -260,3 +260,19 @@ def test_nifti_invalid_pixdim_without_sform_is_a_one_line_error(tmp_path):
         read_nifti(path)
     assert str(err.value) == (f"{path}: voxel size (pixdim 0, 1.3, 5) is zero, negative or not a "
                               "number, and the header has no valid sform affine to take it from")
+
+
+def test_nifti_header_for_writing_states_the_spacing_that_was_used(tmp_path, caplog):
+    from vlsa.data.io import read_nifti_header
+
+    with caplog.at_level(logging.DEBUG):
+        header = read_nifti_header(_nifti(tmp_path / "x.nii.gz", 0.0))
+    assert np.allclose(header.get_zooms(), (1.3, 1.3, 5.0))
+    assert not [r for r in caplog.records if r.name.startswith("nibabel")]
+
+
+def test_nearly_grey_rgb_mask_reads_as_grey(tmp_path):
+    rgb = np.repeat((LABEL * 100)[..., None], 3, axis=2).astype(np.int64)
+    rgb[..., 2] += 3  # a colour profile's tint, as after JPEG or a screenshot tool
+    Image.fromarray(rgb.astype(np.uint8)).save(tmp_path / "m.png")
+    assert np.abs(load_mask(tmp_path / "m.png") - LABEL * 100).max() <= 1

@@ -261,12 +261,13 @@ def load_image(path: str | Path, channels: int) -> np.ndarray:
 
 
 def _grey_of_colour(path: Path, rgb: np.ndarray) -> np.ndarray:
-    """H x W x 3 mask -> H x W grey levels; refused when the colours differ (JPEG: by more than 16)."""
+    """H x W x 3 mask -> H x W grey levels (luma when R, G, B differ by at most 16, as after JPEG);
+    refused when they differ by more: a colour-coded mask."""
     rgb = rgb.astype(np.int64)
     spread = int(np.abs(rgb - rgb[..., :1]).max()) if rgb.size else 0
     if spread == 0:
         return rgb[..., 0]
-    if is_lossy(path) and spread <= 16:
+    if spread <= 16:  # JPEG or a grey converted through a colour profile: nearly grey
         return np.rint(rgb @ np.array([0.299, 0.587, 0.114])).astype(np.int64)
     where = np.argwhere(np.abs(rgb - rgb[..., :1]).max(axis=-1) > 0)[0]
     colour = tuple(int(c) for c in rgb[tuple(where)])
@@ -383,18 +384,12 @@ def _spacing(path: Path, img, fixed_pixdim: bool) -> tuple[float, ...]:
                           "no valid sform affine to take it from")
 
 
-def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Read a NIfTI file fully -> (data as float32 or int array, 4x4 affine, voxel sizes in mm).
-
-    Voxel sizes come from pixdim, or from the sform affine when pixdim is 0/negative/NaN; nibabel's
-    own header warnings are captured, never printed without the file name.
-    Raises DataError for a missing, corrupt or truncated file, zero size, NaN/Inf voxels, or a
-    voxel size that neither pixdim nor the affine gives.
-    """
+def _quiet_load(path: Path, with_data: bool):
+    """nib.load with nibabel's header messages captured (they do not name the file) -> (image,
+    messages, data or None)."""
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
 
-    path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
     logger = logging.getLogger("nibabel.global")
@@ -403,17 +398,41 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, .
     logger.propagate = False
     try:
         img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
+        data = np.asarray(img.dataobj) if with_data else None
     except (ImageFileError, EOFError, OSError, zlib.error, ValueError) as exc:
         raise DataError(path, f"corrupt or truncated NIfTI ({exc.__class__.__name__}: {exc})") from None
     finally:
         logger.removeHandler(collect)
         logger.propagate = propagate
+    return img, collect.messages, data
+
+
+def read_nifti_header(path: str | Path):
+    """A copy of a NIfTI's header, read quietly, with pixdim holding the voxel sizes `read_nifti`
+    finds (so a file written with it states a valid spacing). Raises DataError like `read_nifti`."""
+    path = Path(path)
+    img, messages, _ = _quiet_load(path, with_data=False)
+    header = img.header.copy()
+    zooms = _spacing(path, img, any("pixdim" in m for m in messages))
+    header["pixdim"][1:1 + len(zooms)] = zooms
+    return header
+
+
+def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Read a NIfTI file fully -> (data as float32 or int array, 4x4 affine, voxel sizes in mm).
+
+    Voxel sizes come from pixdim, or from the sform affine when pixdim is 0/negative/NaN; nibabel's
+    own header warnings are captured, never printed without the file name.
+    Raises DataError for a missing, corrupt or truncated file, zero size, NaN/Inf voxels, or a
+    voxel size that neither pixdim nor the affine gives.
+    """
+    path = Path(path)
+    img, messages, data = _quiet_load(path, with_data=True)
     if data.size == 0:
         raise DataError(path, "NIfTI has zero size")
     if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise DataError(path, "NIfTI contains NaN or Inf values")
-    zooms = _spacing(path, img, any("pixdim" in m for m in collect.messages))
+    zooms = _spacing(path, img, any("pixdim" in m for m in messages))
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)):
         raise DataError(path, "NIfTI affine holds NaN or Inf")

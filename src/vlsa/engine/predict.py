@@ -80,7 +80,7 @@ class Predictor:
 
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
                   quiet: bool = False) -> list[Path]:
-    import nibabel as nib
+    from vlsa.data.io import read_nifti_header
 
     predictor = Predictor(run_dir, device=device)
     files = collect_inputs(inputs)
@@ -90,7 +90,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         name = stem(path)
         if is_nifti(path):
             labels, affine, slices = predictor.predict_volume(path)
-            header = nib.load(str(path)).header.copy()
+            header = read_nifti_header(path)  # quiet, with the spacing read_nifti used
             header.set_data_dtype(np.uint8)
             header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
             target = output / f"{name}.nii.gz"
