@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from vlsa.data.io import find_mask, load_image, load_mask, load_pair, parse_index, read_csv, read_nifti
+from vlsa.data.files import find_mask, parse_index, read_csv
+from vlsa.data.io import load_image, load_mask, load_pair, read_nifti
 from vlsa.errors import DataError
 
 LABEL = np.array([[0, 0, 1, 1], [0, 2, 2, 1], [0, 0, 2, 0]], dtype=np.uint8)  # 3 x 4

@@ -25,17 +25,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from vlsa.data.files import data_files, find_mask
 from vlsa.data.integrity import plausible, unknown_values_message
-from vlsa.data.io import (
-    data_files,
-    existing_root,
-    find_mask,
-    is_nifti,
-    load_pair,
-    nifti_labels,
-    read_nifti,
-    stem,
-)
+from vlsa.data.io import existing_root, is_nifti, load_pair, nifti_labels, read_nifti, stem
 from vlsa.data.resample import normalise_percentile
 from vlsa.data.sample import Sample
 from vlsa.data.spec import DatasetSpec

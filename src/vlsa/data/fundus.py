@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vlsa.data.files import data_files, find_mask, read_csv
 from vlsa.data.integrity import check_grey_levels, plausible
-from vlsa.data.io import data_files, existing_root, find_mask, is_image, load_pair, read_csv, stem
+from vlsa.data.io import existing_root, is_image, load_pair, stem
 from vlsa.data.sample import Sample
 from vlsa.data.spec import FUNDUS
 from vlsa.errors import DataError

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vlsa.data.files import parse_index, read_csv
 from vlsa.data.integrity import check_annotated_frames, plausible
-from vlsa.data.io import existing_root, nifti_labels, parse_index, read_csv, read_nifti
+from vlsa.data.io import existing_root, nifti_labels, read_nifti
 from vlsa.data.resample import normalise_percentile, resample_plane
 from vlsa.data.sample import Sample
 from vlsa.data.spec import CARDIAC
