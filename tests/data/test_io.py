@@ -245,7 +245,7 @@ def _nifti(path, pixdim_x, sform=True):
     return path
 
 
-@pytest.mark.parametrize("pixdim_x", [0.0, -1.3])
+@pytest.mark.parametrize("pixdim_x", [0.0, -1.3, float("nan")])
 def test_nifti_invalid_pixdim_takes_spacing_from_the_sform_without_anonymous_warnings(tmp_path, pixdim_x, caplog,
                                                                                       capfd):
     with caplog.at_level(logging.DEBUG):
@@ -277,3 +277,12 @@ def test_nearly_grey_rgb_mask_reads_as_grey(tmp_path):
     rgb[..., 2] += 3  # a colour profile's tint, as after JPEG or a screenshot tool
     Image.fromarray(rgb.astype(np.uint8)).save(tmp_path / "m.png")
     assert np.abs(load_mask(tmp_path / "m.png") - LABEL * 100).max() <= 1
+
+
+def test_nan_in_a_nifti_label_volume_is_refused(tmp_path):
+    mask = np.zeros((4, 4, 2), np.float32)
+    mask[1, 1, 1] = np.nan
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), str(tmp_path / "m.nii.gz"))
+    with pytest.raises(DataError) as err:
+        read_nifti(tmp_path / "m.nii.gz")
+    assert str(err.value) == f"{tmp_path / 'm.nii.gz'}: NIfTI contains NaN or Inf values"
