@@ -286,3 +286,11 @@ def test_nan_in_a_nifti_label_volume_is_refused(tmp_path):
     with pytest.raises(DataError) as err:
         read_nifti(tmp_path / "m.nii.gz")
     assert str(err.value) == f"{tmp_path / 'm.nii.gz'}: NIfTI contains NaN or Inf values"
+
+
+def test_big_endian_sixteen_bit_tiff(tmp_path):
+    values = np.array([[0, 300], [2000, 4100]], dtype=">u2")
+    Image.frombytes("I;16B", (2, 2), values.tobytes()).save(tmp_path / "b.tif")
+    assert Image.open(tmp_path / "b.tif").mode == "I;16B"
+    assert np.allclose(load_image(tmp_path / "b.tif", 1)[0], values / 4100.0)
+    assert np.array_equal(load_mask(tmp_path / "b.tif"), values.astype(np.int64))
