@@ -294,3 +294,8 @@ def test_big_endian_sixteen_bit_tiff(tmp_path):
     assert Image.open(tmp_path / "b.tif").mode == "I;16B"
     assert np.allclose(load_image(tmp_path / "b.tif", 1)[0], values / 4100.0)
     assert np.array_equal(load_mask(tmp_path / "b.tif"), values.astype(np.int64))
+
+
+def test_read_csv_keeps_quoted_cells_whole(tmp_path):
+    (tmp_path / "x.csv").write_text('image;mask\n"a;1.png";"two\nlines.png"\n')
+    assert read_csv(tmp_path / "x.csv") == (["image", "mask"], [{"image": "a;1.png", "mask": "two\nlines.png"}])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)  # quoted newlines stay in their cell
     header = [h.strip() for h in next(reader, [])]
     rows = [{k: (v or "").strip() for k, v in zip(header, row)} for row in reader if any(c.strip() for c in row)]
     return header, rows
