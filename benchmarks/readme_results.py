@@ -1,6 +1,7 @@
 """Write the README's results block from the committed benchmark results, so no number in it is
 typed by hand: the DG tables (mean ± std over seeds) from `results/dg_synthetic.json` and the
-headline costs from `results/speed_cpu.json`.
+headline costs from `results/speed_cpu.json`; and the demo block from `results/demo_table.txt`
+(the table a `vlsa demo` run writes: `vlsa demo --out demo_out && cp demo_out/demo_table.txt benchmarks/results/`).
 
     python benchmarks/readme_results.py           # rewrite the block between the README markers
     python benchmarks/readme_results.py --check   # exit 1 if the README block is stale (the test suite runs this)
@@ -16,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- results:start (benchmarks/readme_results.py) -->", "<!-- results:end -->"
+DEMO_START, DEMO_END = "<!-- demo:start (benchmarks/readme_results.py) -->", "<!-- demo:end -->"
 TITLES = {"fundus": "fundus (4 sites)", "mms": "cardiac (4 vendors)"}
 UNITS = {"fundus": "px", "mms": "mm"}
 HEADLINE_METHODS = ("ERM U-Net + colour aug", "ERM U-Net + RandConv", "VLSA", "VLSA (medsam)", "VLSA (cnn)")  # each quoted against plain ERM
@@ -83,6 +85,11 @@ def block() -> str:
     return "\n".join([START, *headline(dg, speed), *dg_tables(dg), END])
 
 
+def demo_block() -> str:
+    table = (RESULTS / "demo_table.txt").read_text()
+    return "\n".join([DEMO_START, "```", table.rstrip("\n"), "```", DEMO_END])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only check that the README block is current")
@@ -90,11 +97,13 @@ def main() -> int:
     args = parser.parse_args()
     readme = Path(args.readme)
     text = readme.read_text()
-    if START not in text or END not in text:
-        print(f"{readme}: no results markers ({START} ... {END})", file=sys.stderr)
-        return 1
-    head, rest = text.split(START, 1)
-    new = head + block() + rest.split(END, 1)[1]
+    new = text
+    for start, end, make in ((START, END, block), (DEMO_START, DEMO_END, demo_block)):
+        if start not in new or end not in new:
+            print(f"{readme}: no results markers ({start} ... {end})", file=sys.stderr)
+            return 1
+        head, rest = new.split(start, 1)
+        new = head + make() + rest.split(end, 1)[1]
     if args.check:
         if new != text:
             print(f"{readme}: results block is stale; run python benchmarks/readme_results.py", file=sys.stderr)
