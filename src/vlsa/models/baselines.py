@@ -1,4 +1,10 @@
-"""Comparison models. ERM U-Net: MONAI's residual U-Net trained on the source domain(s) only."""
+"""Comparison models. ERM U-Net: MONAI's residual U-Net trained on the source domain(s) only.
+
+The single-source DG baseline RandConv (Xu et al., "Robust and Generalizable Visual Representation
+Learning via Random Convolutions", ICLR 2021) is this U-Net trained with random-convolution images:
+`model.name=unet data.augment.randconv=true` (vlsa.data.transforms.random_conv), same budget and
+augmentation policy as every other method.
+"""
 
 from __future__ import annotations
 
