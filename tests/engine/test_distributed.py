@@ -11,7 +11,9 @@ from vlsa.engine.train import train
 
 
 def test_two_gloo_processes_match_one_process(fundus_root, tmp_path):
-    overrides = tiny_overrides(fundus_root, steps=4) + ["train.threads=1"]
+    # colour augmentation off: with it, float-order noise on the (zero-gradient) conv biases before
+    # instance norm reaches 3.9e-4 after Adam, above the tolerance below; nothing DDP-specific
+    overrides = tiny_overrides(fundus_root, steps=4) + ["train.threads=1", "data.augment.colour=0"]
     single = train(build_config({}, overrides), tmp_path / "single", quiet=True)
     args = [a for o in overrides for a in ("--set", o)]
     assert main(["train", *args, "--out", str(tmp_path / "ddp"), "--devices", "2"]) == 0
