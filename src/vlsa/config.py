@@ -125,8 +125,8 @@ class TrainConfig(Strict):
 class EvalConfig(Strict):
     overlays: int = Field(6, ge=0, description="images per domain in the overlay grid")
     postprocess: Literal["auto", "on", "off"] = Field(
-        "auto", description="anatomical post-processing (largest component, holes, nesting); auto: on when "
-                            "it raises Dice on the source validation split")
+        "auto", description="anatomical post-processing (largest component, holes, nesting); auto: on unless "
+                            "it lowers Dice on the source validation split")
     batch_size: int = Field(16, ge=1)
 
 

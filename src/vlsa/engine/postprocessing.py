@@ -2,7 +2,9 @@
 
 `eval.postprocess: on|off` is taken as given. `auto` scores the run's source validation split
 (the cases held out of training, never a target domain) with and without post-processing and
-turns it on when it raises mean Dice; the decision and both numbers are kept in the run
+keeps it on unless it lowers mean Dice there: the rules are prior anatomical knowledge, so they are
+the default, and source evidence that they hurt (e.g. a weak model whose largest blob is the wrong
+one) turns them off. The decision and both numbers are kept in the run
 directory (postprocess.json), so evaluation and prediction apply the same choice.
 """
 
@@ -42,6 +44,6 @@ def decide(run_dir: str | Path, config, spec, model, device) -> dict:
         native, _ = predict_prepared(model, val, config.eval.batch_size, device)
         on = score(val, native, spec, distances=False, postprocess=True).aggregate()["dice"]["mean"]
         off = score(val, native, spec, distances=False, postprocess=False).aggregate()["dice"]["mean"]
-        decision = {"mode": mode, "applied": bool(on > off), "val_dice_on": float(on), "val_dice_off": float(off)}
+        decision = {"mode": mode, "applied": bool(on >= off), "val_dice_on": float(on), "val_dice_off": float(off)}
     write_json(path, decision)
     return decision
