@@ -60,3 +60,28 @@ def test_postprocess_is_idempotent_and_keeps_shape_and_dtype():
         once = postprocess(lab, spec)
         assert once.shape == lab.shape and once.dtype == lab.dtype
         assert np.array_equal(postprocess(once, spec), once)
+
+
+def test_evaluation_records_both_and_applies_the_source_validation_choice(fundus_root, tmp_path):
+    import json
+
+    from tests.conftest import tiny_overrides
+    from vlsa.config import build_config
+    from vlsa.engine.evaluate import evaluate_run
+    from vlsa.engine.train import train
+
+    for mode in ("auto", "off"):
+        run = train(build_config({}, tiny_overrides(fundus_root, steps=3) + [f"eval.postprocess={mode}"]),
+                    tmp_path / mode, quiet=True)
+        result = evaluate_run(run, domains=["Domain1", "Domain2"], quiet=True)
+        pp = result["postprocess"]
+        if mode == "auto":
+            assert pp["applied"] == (pp["val_dice_on"] >= pp["val_dice_off"])
+            assert json.loads((run / "postprocess.json").read_text()) == pp
+        else:
+            assert pp["applied"] is False
+        chosen = result["domains_postprocess_on" if pp["applied"] else "domains_postprocess_off"]
+        assert result["domains"] == chosen
+        assert set(result["domains_postprocess_on"]) == set(result["domains_postprocess_off"]) == {"Domain1", "Domain2"}
+        saved = json.loads((run / "metrics.json").read_text())
+        assert saved["domains_postprocess_off"]["Domain2"]["dice"] == result["domains_postprocess_off"]["Domain2"]["dice"]

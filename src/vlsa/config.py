@@ -127,6 +127,12 @@ class EvalConfig(Strict):
     postprocess: Literal["auto", "on", "off"] = Field(
         "auto", description="anatomical post-processing (largest component, holes, nesting); auto: on unless "
                             "it lowers Dice on the source validation split")
+
+    @field_validator("postprocess", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value):
+        # YAML reads bare on/off as booleans
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     batch_size: int = Field(16, ge=1)
 
 
