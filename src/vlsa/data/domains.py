@@ -26,7 +26,7 @@ def open_reader(dataset: str, root: str | Path, spacing: float | None = None, te
     if dataset == "folder":
         from vlsa.data.folder import FolderReader
 
-        return FolderReader(root, test_fraction=test_fraction)
+        return FolderReader(root, test_fraction=test_fraction, spacing=spacing)
     raise DataError(None, f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
 
 

@@ -76,6 +76,21 @@ def to_native(logits: torch.Tensor, geom: Geometry) -> torch.Tensor:
     return out
 
 
+def to_original(logits: torch.Tensor, geom: Geometry, original: tuple[int, int] | None = None) -> torch.Tensor:
+    """K x S x S model-grid logits -> K x H0 x W0 logits on the annotation's original grid.
+
+    The one way predictions go back to the input, used by evaluation and `vlsa predict` alike:
+    first `to_native` (undo the pad/crop or resize to the sample's grid), then, when the sample was
+    resampled to `data.spacing` (`original` = the original H0 x W0, else None), bilinear
+    interpolation of the logits to the original grid (pixel-area aligned, like the forward
+    resampling), so the label is decided by argmax on the original grid.
+    """
+    out = to_native(logits, geom)
+    if original is not None and tuple(original) != tuple(out.shape[-2:]):
+        out = F.interpolate(out[None], size=tuple(int(n) for n in original), mode="bilinear", align_corners=False)[0]
+    return out
+
+
 def normalise(image: torch.Tensor, mode: str) -> torch.Tensor:
     """Per-image, per-channel z-score (or nothing)."""
     if mode == "none":

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from vlsa.engine.data import Prepared
-from vlsa.engine.geometry import to_native
+from vlsa.engine.geometry import to_original
 from vlsa.metrics import DomainAccumulator, group_slices
 
 
@@ -24,21 +24,31 @@ def model_logits(model, images: torch.Tensor, batch_size: int, device) -> torch.
 
 
 def predict_prepared(model, prepared: Prepared, batch_size: int, device):
-    """-> (native-grid label maps, model-size label maps N x S x S)."""
+    """-> (label maps on each sample's original annotation grid, model-size label maps N x S x S)."""
     logits = model_logits(model, prepared.images, batch_size, device)
-    native = [to_native(lg, geom).argmax(0).numpy() for lg, geom in zip(logits, prepared.geometries)]
+    native = [to_original(lg, geom, s.original_shape).argmax(0).numpy()
+              for lg, geom, s in zip(logits, prepared.geometries, prepared.samples)]
     return native, logits.argmax(1)
 
 
 def score(prepared: Prepared, native_preds: list[np.ndarray], spec, distances: bool = True) -> DomainAccumulator:
-    """Per-image (2D data) or per-volume (slices grouped by volume) metrics of one domain."""
+    """Per-image (2D data) or per-volume (slices grouped by volume) metrics of one domain.
+
+    native_preds: label maps on the original annotation grid (`predict_prepared`). They are scored
+    against the original annotation (`Sample.scoring`), in mm of the original spacing for volumes
+    (slice thickness x row x col), never against a label resampled to `data.spacing`.
+    """
     acc = DomainAccumulator(spec.regions, distances=distances)
     if spec.volumetric:
-        items = [(s.group, s.slice_index, p, s.label) for s, p in zip(prepared.samples, native_preds)]
-        spacing_of = {s.group: (s.slice_thickness, *s.spacing) for s in prepared.samples}
+        items, spacing_of = [], {}
+        for s, p in zip(prepared.samples, native_preds):
+            truth, spacing = s.scoring()
+            items.append((s.group, s.slice_index, p, truth))
+            spacing_of[s.group] = (s.slice_thickness, *spacing)
         for group, (pred, truth) in sorted(group_slices(items).items()):
             acc.add(group, pred, truth, spacing_of[group])
     else:
         for s, p in zip(prepared.samples, native_preds):
-            acc.add(s.group, p, s.label, s.spacing)
+            truth, spacing = s.scoring()
+            acc.add(s.group, p, truth, spacing)
     return acc

@@ -11,9 +11,9 @@ import torch
 from tqdm import tqdm
 
 from vlsa.data.io import is_image, is_nifti, read_image, read_nifti, stem, write_nifti, write_png
-from vlsa.data.resample import normalise_percentile, resample_plane
+from vlsa.data.resample import normalise_percentile, volume_planes
 from vlsa.engine.evaluate import load_run
-from vlsa.engine.geometry import geometry_for, normalise, to_model, to_native
+from vlsa.engine.geometry import geometry_for, normalise, to_model, to_original
 from vlsa.engine.inference import model_logits
 from vlsa.errors import DataError
 from vlsa.report.overlay import draw_contours, grid, to_rgb
@@ -45,20 +45,24 @@ class Predictor:
         self.config, self.spec, self.model = load_run(run_dir, device=device)
         self.device = torch.device(device)
 
-    def _labels(self, planes: list[np.ndarray]) -> list[np.ndarray]:
-        """C x H x W float planes -> H x W label maps on each plane's own grid."""
+    def _labels(self, planes: list[np.ndarray], original: tuple[int, int] | None = None):
+        """C x H x W float planes -> (H x W label maps on each plane's own grid, H0 x W0 label maps
+        on the `original` grid the planes were resampled from (the same maps when None))."""
         size, volumetric = self.config.data.image_size, self.spec.volumetric
         geoms = [geometry_for(volumetric, p.shape[-2:], size) for p in planes]
         batch = torch.stack([normalise(to_model(p, None, g)[0], self.config.data.normalise) for p, g in zip(planes, geoms)])
         logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device)
-        return [to_native(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
+        own = [to_original(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
+        if original is None or all(p.shape[-2:] == tuple(original) for p in planes):
+            return own, own
+        return own, [to_original(lg, g, original).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
 
     def predict_image(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         image = read_image(path, "RGB" if self.spec.channels == 3 else "L")
         chw = (image.transpose(2, 0, 1) if image.ndim == 3 else image[None]).astype(np.float32) / 255.0
         if self.spec.volumetric:
             chw = normalise_percentile(chw)
-        return chw, self._labels([chw])[0]
+        return chw, self._labels([chw])[0][0]
 
     def predict_volume(self, path: Path):
         """-> (label volume with the input's spatial shape, a few (image, label) slices for overlays)."""
@@ -68,13 +72,9 @@ class Predictor:
         if self.spec.channels != 1:
             raise DataError(path, "this model takes RGB images, not volumes")
         shape = data.shape
-        vol = data.reshape(shape[0], shape[1], -1).astype(np.float32)  # x, y, (z*t)
-        spacing = (float(zooms[0]), float(zooms[1])) if len(zooms) >= 2 else (1.0, 1.0)
-        target = spacing if self.config.data.spacing is None else (self.config.data.spacing,) * 2
-        planes = [normalise_percentile(resample_plane(vol[:, :, k], spacing, target, order=1))[None]
-                  for k in range(vol.shape[2])]
-        labels = self._labels(planes)
-        back = [resample_plane(lab, target, spacing, order=0, shape=shape[:2]) for lab in labels]
+        vol = data.reshape(shape[0], shape[1], -1)  # x, y, (z*t)
+        planes = [img for img, _, _, _ in volume_planes(vol, zooms, self.config.data.spacing)]
+        labels, back = self._labels(planes, original=shape[:2])  # resampled grid (overlays), input grid
         out = np.stack(back, axis=-1).reshape(shape).astype(np.uint8)
         return out, affine, list(zip(planes, labels))
 
