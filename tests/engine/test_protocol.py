@@ -44,3 +44,17 @@ def test_single_source_protocol_table_and_cache(fundus_root, tmp_path):
     before = (tmp_path / "Domain1" / "checkpoints" / "last.pt").stat().st_mtime_ns
     run_protocol(cfg, "single-source", tmp_path, quiet=True)
     assert (tmp_path / "Domain1" / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_rerun_with_another_config_stops_instead_of_returning_old_metrics(fundus_root, tmp_path):
+    import pytest
+
+    from vlsa.engine.protocol import run_one
+    from vlsa.errors import VlsaError
+
+    cfg = build_config({}, tiny_overrides(fundus_root, steps=2))
+    first = run_one(cfg, tmp_path / "run", quiet=True)
+    assert run_one(cfg, tmp_path / "run", quiet=True) == first  # same config: read back
+    other = build_config({}, tiny_overrides(fundus_root, steps=4))
+    with pytest.raises(VlsaError, match=r"another config .*differs in train\.steps"):
+        run_one(other, tmp_path / "run", quiet=True)

@@ -15,6 +15,7 @@ from vlsa.data.resample import normalise_percentile, volume_planes
 from vlsa.engine.evaluate import load_run
 from vlsa.engine.geometry import geometry_for, normalise, to_model, to_original
 from vlsa.engine.inference import model_logits
+from vlsa.engine.runinfo import resolve_device
 from vlsa.errors import DataError
 from vlsa.report.overlay import draw_contours, grid, to_rgb
 
@@ -43,7 +44,7 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
 class Predictor:
     def __init__(self, run_dir: str | Path, device: str = "cpu"):
         self.config, self.spec, self.model = load_run(run_dir, device=device)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # "auto" -> cuda when present, as in training
 
     def _labels(self, planes: list[np.ndarray], original: tuple[int, int] | None = None):
         """C x H x W float planes -> (H x W label maps on each plane's own grid, H0 x W0 label maps

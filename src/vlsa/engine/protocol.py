@@ -2,6 +2,8 @@
 
 single-source: train on each domain alone, evaluate on all. lodo: train on all but one, evaluate
 on the left-out one (and the sources' test splits). One combined table: source -> target Dice.
+A run folder is reused only with the config digest it was made with; rerunning into the same --out
+with another config stops with a one-line error naming the differing keys (no silent old metrics).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import csv
 import io
 from pathlib import Path
 
-from vlsa.config import Config
+from vlsa.config import Config, load_config
 from vlsa.data.domains import protocol_splits
 from vlsa.engine.data import open_configured
 from vlsa.engine.evaluate import evaluate_run, read_metrics
 from vlsa.engine.train import train
+from vlsa.errors import VlsaError
 from vlsa.report.tables import markdown
 from vlsa.utils.atomic import write_json, write_text
 
@@ -23,8 +26,37 @@ def run_name(sources: list[str], targets: list[str], mode: str) -> str:
     return f"{'+'.join(sources)}" if mode == "single-source" else f"lodo-{targets[0]}"
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_same_config(config: Config, run_dir: Path) -> None:
+    """A run folder is reused only for the config it was made with: compare the config digest with
+    the folder's config.yaml and stop (VlsaError, one line naming the differing keys) otherwise —
+    never return old metrics, or resume, under another config. Choose another --out to run both."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = load_config(saved_path)
+    if saved.digest() == config.digest():
+        return
+    old, new = _flat(saved.to_dict()), _flat(config.to_dict())
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    raise VlsaError(f"{saved_path}: this run was made with another config (config digest {saved.digest()} != "
+                    f"{config.digest()}; differs in {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}); "
+                    "use another --out (or delete the folder) to run this config")
+
+
 def run_one(config: Config, run_dir: Path, quiet: bool = False) -> dict:
-    """Train (or resume) and evaluate one run; a finished run is read back, not redone."""
+    """Train (or resume) and evaluate one run; a finished run made with the same config is read
+    back, not redone; a folder made with another config is an error (`check_same_config`)."""
+    check_same_config(config, run_dir)
     if (run_dir / "metrics.json").is_file():
         return read_metrics(run_dir)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
