@@ -18,7 +18,7 @@ def open_reader(dataset: str, root: str | Path, spacing: float | None = None, te
     if dataset == "riga":
         from vlsa.data.fundus import RigaReader
 
-        return RigaReader(root)
+        return RigaReader(root, test_fraction=test_fraction)
     if dataset == "mms":
         from vlsa.data.mms import MMSReader
 
