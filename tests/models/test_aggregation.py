@@ -53,9 +53,30 @@ def test_running_bases_change_only_in_training():
 
 
 def test_gradient_reaches_features_but_not_through_the_iterations():
-    em = EMAggregation(8, k=4)
+    torch.manual_seed(0)
+    em = EMAggregation(8, k=4, iters=3).eval()
     feats = torch.randn(1, 8, 3, 3, requires_grad=True)
     out, _ = em(feats)
-    out.sum().backward()
-    assert feats.grad is not None and feats.grad.abs().sum() > 0
+    (grad,) = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), feats)
+    assert grad.abs().sum() > 0
+    x = em.conv_in(feats).flatten(2)
+    mu, _ = em.cluster(x)
+    assert not mu.requires_grad  # the T iterations carry no gradient
+
+    def head(centres):  # the final E-step and re-expression, with the centres given
+        z = em.e_step(torch.nn.functional.normalize(x, dim=1), centres)
+        recon = torch.einsum("bck,bnk->bcn", centres, z).reshape(1, 8, 3, 3)
+        out = em.act(feats + em.conv_out(em.act(recon)))
+        return (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
+
+    # the gradient is that of the last E-step with the centres held constant ...
+    (constant,) = torch.autograd.grad(head(mu), feats, retain_graph=True)
+    assert torch.allclose(grad, constant, atol=1e-6)
+    # ... and differs from a gradient through the iterations (so the assertion above can fail)
+    through = em.bases.clone()
+    x_hat = torch.nn.functional.normalize(x, dim=1)
+    for _ in range(em.iters):
+        through = em.m_step(x, em.e_step(x_hat, through))
+    (unrolled,) = torch.autograd.grad(head(through), feats)
+    assert not torch.allclose(unrolled, constant, atol=1e-4)
     assert not em.bases.requires_grad
