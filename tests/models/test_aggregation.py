@@ -80,3 +80,25 @@ def test_gradient_reaches_features_but_not_through_the_iterations():
     (unrolled,) = torch.autograd.grad(head(through), feats)
     assert not torch.allclose(unrolled, constant, atol=1e-4)
     assert not em.bases.requires_grad
+
+
+def test_text_anchored_centres_are_named_by_the_classes():
+    # README: "C clusters are seeded by, and named by, the classes": after the iterations, centre c
+    # (anchored at class c's embedding) sits on the pixels of class c, whatever order the classes
+    # come in and however the other (running) centres start
+    torch.manual_seed(0)
+    c, classes = 8, 3
+    means = F.normalize(torch.randn(classes, c), dim=1)
+    labels = torch.arange(240) % classes
+    x = (means[labels] + 0.1 * torch.randn(240, c)).t().unsqueeze(0)  # 1 x C x N
+    em = EMAggregation(c, k=6, iters=5, lam=10.0)
+    for order in ([0, 1, 2], [2, 0, 1]):
+        anchors = F.normalize(means[order] + 0.3 * torch.randn(classes, c), dim=1)  # noisy text embeddings
+        mu, x_hat = em.cluster(x, anchors.t().unsqueeze(0))
+        z = em.e_step(x_hat, mu)[0]  # N x K
+        for slot, cls in enumerate(order):
+            centre = mu[0, :, slot]
+            assert (centre @ means[cls]) > 0.95  # the centre is the class's mean direction
+            # among the anchored centres, the pixels of that class respond to it (free centres may
+            # settle on the same cluster and share its responsibility: the README says so)
+            assert z[labels == cls][:, :classes].argmax(1).eq(slot).float().mean() > 0.95
