@@ -13,7 +13,7 @@ from vlsa.config import load_config
 from vlsa.data.domains import check_domains
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
 from vlsa.engine.data import domains_of, open_configured, prepare
-from vlsa.engine.inference import predict_prepared, score
+from vlsa.engine.inference import SCORING_VERSION, predict_prepared, score
 from vlsa.engine.runinfo import resolve_device
 from vlsa.errors import VlsaError
 from vlsa.models import build_model
@@ -62,7 +62,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     chosen = domains or [*sources, *targets]
     check_domains(chosen, reader.domains(), "evaluation", reader.root)
     result = {"dataset": config.data.dataset, "source": sources, "units": "mm" if spec.volumetric else "px",
-              "unit_of_evaluation": "volume" if spec.volumetric else "image", "domains": {}}
+              "unit_of_evaluation": "volume" if spec.volumetric else "image", "scoring": SCORING_VERSION,
+              "domains": {}}
     overlay_rows = {}
     for domain in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         prepared = prepare(list(reader.samples(domain, "test")), config, spec)

@@ -9,6 +9,10 @@ from vlsa.engine.data import Prepared
 from vlsa.engine.geometry import to_original
 from vlsa.metrics import DomainAccumulator, group_slices
 
+# recorded in metrics.json; a protocol re-evaluates (not retrains) a run scored by an older version.
+# 2: volumes scored against the original annotation on its own grid and spacing (issue 15)
+SCORING_VERSION = 2
+
 
 @torch.no_grad()
 def model_logits(model, images: torch.Tensor, batch_size: int, device) -> torch.Tensor:

@@ -3,7 +3,9 @@
 single-source: train on each domain alone, evaluate on all. lodo: train on all but one, evaluate
 on the left-out one (and the sources' test splits). One combined table: source -> target Dice.
 A run folder is reused only with the config digest it was made with; rerunning into the same --out
-with another config stops with a one-line error naming the differing keys (no silent old metrics).
+with another config stops with a one-line error naming the differing keys (no silent old metrics);
+a finished run whose metrics.json was written by an older scoring (`SCORING_VERSION`) is evaluated
+again from its checkpoint, not retrained.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from vlsa.config import Config, load_config
 from vlsa.data.domains import protocol_splits
 from vlsa.engine.data import open_configured
 from vlsa.engine.evaluate import evaluate_run, read_metrics
+from vlsa.engine.inference import SCORING_VERSION
 from vlsa.engine.train import train
 from vlsa.errors import VlsaError
 from vlsa.report.tables import markdown
@@ -58,7 +61,11 @@ def run_one(config: Config, run_dir: Path, quiet: bool = False) -> dict:
     back, not redone; a folder made with another config is an error (`check_same_config`)."""
     check_same_config(config, run_dir)
     if (run_dir / "metrics.json").is_file():
-        return read_metrics(run_dir)
+        metrics = read_metrics(run_dir)
+        if metrics.get("scoring") == SCORING_VERSION:
+            return metrics
+        if (run_dir / "checkpoints" / "best.pt").is_file():  # scored by older code: score again
+            return evaluate_run(run_dir, quiet=True)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     train(None if resume else config, run_dir, resume=resume, quiet=quiet)
     return evaluate_run(run_dir, quiet=True)
