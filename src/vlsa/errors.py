@@ -29,3 +29,7 @@ class ConfigError(VlsaError):
 
 class CheckpointError(VlsaError):
     """A checkpoint is missing, unsafe or belongs to another model."""
+
+
+class Interrupted(VlsaError):
+    """Training stopped by SIGINT/SIGTERM after saving its last checkpoint (exit status 130)."""
