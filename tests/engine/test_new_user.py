@@ -233,3 +233,18 @@ def test_overlays_show_the_worst_cases_first_at_native_resolution():
     a_colour, b_colour = picture[tops[0] + 10, 10], picture[tops[0] + 22, 35]
     assert not np.array_equal(a_colour, b_colour)
     assert np.array_equal(picture[tops[0] + 10, 54 + 10], a_colour)
+
+
+def test_fundus_mask_values_reproduce_the_dofe_mask_files(fundus_root):
+    from PIL import Image
+
+    from vlsa.data.fundus import DoFEReader
+    from vlsa.engine.compat import mask_values
+
+    reader = DoFEReader(fundus_root)
+    lut = np.array(mask_values(reader))
+    assert lut.tolist() == [255, 128, 0]
+    sample = next(iter(reader.samples("Domain1", "train")))
+    mask = np.asarray(Image.open(fundus_root / "Domain1" / "train" / "ROIs" / "mask" / f"{sample.name}.png").convert("L"))
+    exact = np.isin(mask, [0, 128, 255])  # the decoded grey levels (anti-aliased edges aside)
+    assert exact.mean() > 0.9 and np.array_equal(lut[sample.label][exact], mask[exact])

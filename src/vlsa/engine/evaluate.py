@@ -1,5 +1,7 @@
 """Evaluate a trained run on every domain's test split: per-class Dice / HD95 / ASD per domain,
-written as metrics.json / .csv / .md with overlay grids, and printed as a table."""
+written as metrics.json / .csv / .md with overlays of each domain's worst cases, and printed as a
+table. A subset of domains, another dataset folder or every image of the targets (`split='all'`)
+is written as metrics_<what>.* beside them, never over them."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from tqdm import tqdm
 from vlsa.config import load_config
 from vlsa.data.domains import check_domains
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
+from vlsa.engine.compat import check_compatible, run_info
 from vlsa.engine.data import domains_of, open_configured, prepare
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.runinfo import resolve_device
@@ -57,46 +60,6 @@ def overlay_tiles(images: list[np.ndarray], samples, preds: list[np.ndarray], sp
     return stack_panels(panels, spec)
 
 
-def check_compatible(run_dir: Path, spec, reader) -> None:
-    """Refuse data whose classes (names, order, mask values) or channels differ from the run's:
-    the model's output index i means the run's class i, so another order scores Dice 0 silently."""
-    run_values = _run_info(run_dir).get("mask_values")
-    theirs, mine = reader.spec, spec
-    data_values = mask_values(reader)
-    same = (tuple(theirs.label_names) == tuple(mine.label_names) and dict(theirs.regions) == dict(mine.regions)
-            and theirs.channels == mine.channels and (run_values is None or list(data_values) == list(run_values)))
-    if not same:
-        def describe(s, values):
-            names = list(s.label_names[1:])
-            shown = f", values {list(values[1:])}" if values is not None else ""
-            return f"classes {names}{shown}, {s.channels} channel(s)"
-
-        where = reader.root / "classes.yaml" if (reader.root / "classes.yaml").is_file() else reader.root
-        raise VlsaError(f"{where}: {describe(theirs, data_values)} differ from the run's "
-                        f"{describe(mine, run_values)} ({run_dir / 'run.json'}); evaluate on data with the same classes")
-
-
-def mask_values(reader) -> tuple[int, ...]:
-    """Label index -> the pixel value the dataset's own mask files use for it."""
-    values = getattr(reader, "values", None)  # folder: mask value -> index
-    if isinstance(values, dict):
-        inverse = {index: value for value, index in values.items()}
-        return tuple(int(inverse[i]) for i in range(reader.spec.num_classes))
-    if reader.spec.output_values is not None:
-        return tuple(reader.spec.output_values)
-    return DATASET_MASK_VALUES.get(reader.spec.name if type(reader).__name__ != "RigaReader" else "riga",
-                                   tuple(range(reader.spec.num_classes)))
-
-
-# index -> grey level of the public releases' mask files (README, Datasets)
-DATASET_MASK_VALUES = {"fundus": (255, 128, 0), "riga": (0, 255, 128)}
-
-
-def _run_info(run_dir: Path) -> dict:
-    path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def results_name(domains: list[str] | None, full: list[str], data_is_other: bool, data, split: str) -> str:
     """'metrics' for the run's full evaluation; 'metrics_<what>' for anything else, so a subset,
     another dataset or another split never replaces the results protocols and reports read."""
@@ -135,7 +98,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     run_dir = Path(run_dir)
     config, spec, model = load_run(run_dir, device=device)
     reader = open_configured(config, root=data)
-    run_root = _run_info(run_dir).get("dataset_root")
+    run_root = run_info(run_dir).get("dataset_root")
     data_is_other = data is not None and (run_root is None or Path(data).resolve() != Path(run_root).resolve())
     if data_is_other:
         check_compatible(run_dir, spec, reader)

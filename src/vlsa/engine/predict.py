@@ -98,19 +98,19 @@ class Predictor:
 
 
 def run_mask_values(run_dir: str | Path, predictor: Predictor) -> tuple[int, ...]:
-    """Label index -> the run's dataset's own mask value (recorded in run.json at training)."""
-    import json
+    """Label index -> the run's dataset's own mask value (recorded in run.json at training; for
+    older runs read from the run's dataset)."""
+    from vlsa.engine.compat import mask_values, run_info
 
-    info = Path(run_dir) / "run.json"
-    values = json.loads(info.read_text()).get("mask_values") if info.is_file() else None
+    values = run_info(run_dir).get("mask_values")
     if values is None:
         from vlsa.engine.data import open_configured
-        from vlsa.engine.evaluate import mask_values
 
         values = mask_values(open_configured(predictor.config))
     values = tuple(int(v) for v in values)
     if len(values) != predictor.spec.num_classes or max(values) > 255 or min(values) < 0:
-        raise DataError(info, f"mask values {list(values)} do not fit {predictor.spec.num_classes} classes in 8 bits")
+        raise DataError(Path(run_dir) / "run.json",
+                        f"mask values {list(values)} do not fit {predictor.spec.num_classes} classes in 8 bits")
     return values
 
 

@@ -156,7 +156,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
         except OSError as exc:
             raise VlsaError(f"{out}: cannot create the run directory ({exc.strerror})") from None
         save_config(config, out / "config.yaml")
-        from vlsa.engine.evaluate import mask_values
+        from vlsa.engine.compat import mask_values
 
         write_json(out / "run.json", {"sources": sources, "targets": targets,
                                       "dataset_root": str(Path(reader.root).resolve()),
