@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except Interrupted as exc:
         print(f"vlsa: {exc}", file=sys.stderr)
-        return 130
+        return exc.exit_status
     except VlsaError as exc:
         print(f"vlsa: error: {exc}", file=sys.stderr)
         return 2

@@ -76,6 +76,10 @@ def test_a_subset_or_other_data_never_replaces_the_full_metrics(folder_run, site
     shutil.copytree(sites, other)
     assert main(["evaluate", "--run", str(folder_run), "--data", str(other)]) == 0
     assert (folder_run / "metrics.json").read_bytes() == full and (folder_run / "metrics_data-copy.json").is_file()
+    # every image of a site is for unseen sites only (a source's training images would inflate it)
+    assert main(["evaluate", "--run", str(folder_run), "--split", "all", "--domains", "hospA"]) == 2
+    _one_line_error(capsys, "choose target domains only")
+    assert (folder_run / "metrics.json").read_bytes() == full
     # a protocol reads the full results back
     cfg = build_config({}, tiny(sites))
     assert list(run_one(cfg, folder_run, quiet=True)["domains"]) == ["hospA", "hospB", "hospC"]

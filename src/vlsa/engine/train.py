@@ -239,7 +239,8 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
             if stop.requested:
                 bar.close()
                 raise Interrupted(f"{out}: stopped by {stop.requested} at step {step} of {cfg.steps}, "
-                                f"{last_path} saved; continue with: vlsa train --out {out} --resume")
+                                f"{last_path} saved; continue with: vlsa train --out {out} --resume",
+                                  signal.Signals[stop.requested])
     bar.close()
     if step >= cfg.steps:
         if best["step"] < 0:  # no validation split: the last weights are the selected ones
