@@ -82,3 +82,18 @@ def test_without_resampling_the_label_is_the_annotation(cardiac_root):
     assert all(s.original_label is None for s in samples)
     agg = score(_prepared(samples), [s.label for s in samples], CARDIAC).aggregate()
     assert agg["dice"]["mean"] == 1.0
+
+
+def test_train_and_evaluate_with_resampling_score_on_the_original_grid(cardiac_root, tmp_path):
+    from tests.conftest import tiny_overrides
+    from vlsa.config import build_config
+    from vlsa.engine.evaluate import evaluate_run
+    from vlsa.engine.inference import SCORING_VERSION
+    from vlsa.engine.train import train
+
+    overrides = tiny_overrides(cardiac_root, dataset="mms", source="A", steps=2) + [f"data.spacing={SPACING}"]
+    run = train(build_config({}, overrides), tmp_path / "run", quiet=True)
+    metrics = evaluate_run(run, domains=["A", "C"], quiet=True)
+    assert metrics["scoring"] == SCORING_VERSION and metrics["units"] == "mm"
+    assert all(0.0 <= metrics["domains"][d]["dice"]["mean"] <= 1.0 for d in ("A", "C"))
+    assert list((run / "overlays_A+C").glob("*.png")) or list((run / "overlays").glob("*.png"))

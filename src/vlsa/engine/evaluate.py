@@ -58,7 +58,8 @@ def overlay_tiles(images: list[np.ndarray], samples, preds: list[np.ndarray], sp
         members = [i for i, s in enumerate(samples) if s.group == cid]
         i = max(members, key=lambda j: int((samples[j].label > 0).sum() + (preds[j] > 0).sum()))
         name = cid if not spec.volumetric else f"{cid} slice {samples[i].slice_index}"
-        truth, image = samples[i].scoring()[0], images[i]  # shown on the grid that was scored
+        original = getattr(samples[i], "original_label", None)  # shown on the grid that was scored
+        truth, image = (samples[i].label if original is None else original), images[i]
         if image.shape[-2:] != truth.shape:  # a resampled slice: its image back to the original grid
             image = F.interpolate(torch.from_numpy(image)[None], size=truth.shape, mode="bilinear")[0].numpy()
         panels.append(case_panel(to_rgb(image), truth, preds[i], spec, f"{name}  Dice {dice[cid]:.3f}"))
