@@ -58,7 +58,8 @@ class Budget:
         return self.epochs * self.iterations
 
     def describe(self) -> str:
-        return (f"nnU-Net v2 2d configuration, fold 0 of its own 5-fold split of the source train cases, "
+        return (f"nnU-Net v2 2d configuration, trained on the source train cases minus the validation cases "
+                f"every other row holds out (nnU-Net fold 0 via splits_final.json), "
                 f"{self.epochs} epochs x {self.iterations} iterations = {self.total_iterations} iterations x batch "
                 f"{self.batch} (nnU-Net's default: 1000 x 250), patch size, network, normalisation, augmentation, "
                 f"SGD (lr 0.01, poly) and mirroring test-time augmentation as nnU-Net plans them; last checkpoint")
