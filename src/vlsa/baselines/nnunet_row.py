@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from vlsa.data.export_nnunet import export_nnunet, write_cases
-from vlsa.data.io import read_image, read_nifti
+from vlsa.data.io import load_mask, read_nifti
 from vlsa.data.splits import hash_split
 from vlsa.engine.inference import score
 from vlsa.engine.protocol import dice_matrix, protocol_markdown
@@ -149,7 +149,7 @@ def load_predictions(samples, folder: Path, volumetric: bool) -> list[np.ndarray
                 volumes = {s.volume_id: np.rint(read_nifti(folder / f"{s.volume_id}.nii.gz")[0]).astype(np.int64)}
             pred = volumes[s.volume_id][:, :, s.slice_index]
         else:
-            pred = read_image(folder / f"{s.name}.png", "L").astype(np.int64)
+            pred = load_mask(folder / f"{s.name}.png")
         if pred.shape != s.label.shape:
             raise VlsaError(f"{folder}: nnU-Net prediction of {s.name} has shape {pred.shape}, expected {s.label.shape}")
         preds.append(pred)

@@ -50,7 +50,8 @@ class ExportSummary:
 def as_uint8(image: np.ndarray, name: str) -> np.ndarray:
     """C x H x W float in [0, 1] holding 8-bit values -> uint8, exactly; DataError otherwise."""
     scaled = np.rint(image.astype(np.float64) * 255.0)
-    if scaled.min() < 0 or scaled.max() > 255 or not np.array_equal((scaled / 255.0).astype(np.float32), image):
+    back = scaled.astype(np.float32) / np.float32(255.0)  # exactly what vlsa.data.io computes from 8-bit
+    if scaled.min() < 0 or scaled.max() > 255 or not np.array_equal(back, image):
         raise DataError(name, "2D intensities are not 8-bit values in [0, 1]; they cannot be written as PNG exactly")
     return scaled.astype(np.uint8)
 

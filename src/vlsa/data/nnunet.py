@@ -3,7 +3,7 @@
 Layout (nnU-Net v2 `dataset_format.md`):
     <root>/dataset.json           channel_names, labels, numTraining, file_ending
     <root>/imagesTr/<case>_<XXXX><file_ending>   one file per channel (XXXX = 0000, 0001, ...);
-                                  a 2D RGB(A) image may be one file holding the 3 (4) channels
+                                  a 2D RGB image may be one file holding the 3 channels
     <root>/labelsTr/<case><file_ending>          label values as in dataset.json `labels`
     <root>/domains.csv            case,domain[,split][,subject]   (vlsa's addition, see below)
 
@@ -15,8 +15,8 @@ never separate them) or from a regex `domain_pattern` searched in the case name 
 A case with no domain is an error naming it. Cases without a `split` are split per domain by a
 salted hash of the subject (`test_fraction` to test), as in the other readers.
 
-2D files (`.png`, `.bmp`, `.tif`): 8-bit images are scaled to [0, 1] (like the fundus reader),
-other bit depths clipped to their 0.5-99.5 percentiles and min-max scaled. 3D files (`.nii.gz`,
+2D files (`.png`, `.bmp`, `.tif`) are decoded by `vlsa.data.io` like every reader's: 8-bit
+images / 255, deeper ones by their own range to [0, 1]; label files hold the label values. 3D files (`.nii.gz`,
 `.nii` through nibabel; `.nrrd`, `.mha`, `.mhd`, `.nhdr` through SimpleITK) are split into 2D
 slices along the last axis, resampled in-plane to `spacing` mm when given, normalised per slice
 like the M&Ms reader and grouped per volume (`volume_id` = case) for per-volume metrics.
@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsa.data.io import existing_root, read_image, read_nifti
+from vlsa.data.integrity import plausible
+from vlsa.data.io import existing_root, load_image, load_mask, read_nifti
 from vlsa.data.resample import normalise_percentile, resample_plane
 from vlsa.data.sample import Sample
 from vlsa.data.sitk_io import read_sitk
@@ -222,8 +223,8 @@ class NNUNetReader:
         present = [f.is_file() for f in files]
         if all(present):
             return tuple(files)
-        if not self.info.volumetric and count in (3, 4) and present[0] and not any(present[1:]):
-            return (files[0],)  # one RGB(A) file holds the channels (nnU-Net's natural-image convention)
+        if not self.info.volumetric and count == 3 and present[0] and not any(present[1:]):
+            return (files[0],)  # one RGB file holds the channels (nnU-Net's natural-image convention)
         i = present.index(False)
         raise DataError(files[i], f"missing channel {i} ({self.info.channel_names[i]}) of case {case}: "
                                   f"dataset.json names {count} channel(s)")
@@ -267,6 +268,7 @@ class NNUNetReader:
             raise DataError(self.root, f"empty domain: domain {domain!r} has no {split} cases")
         return chosen
 
+    @plausible
     def samples(self, domain: str, split: str) -> Iterator[Sample]:
         for case in self.cases_of(domain, split):
             yield from self.case_samples(case)
@@ -279,22 +281,18 @@ class NNUNetReader:
 
     # -- 2D ------------------------------------------------------------------------------------
     def _image_sample(self, case: NNUNetCase) -> Sample:
-        if len(case.images) == 1 and len(self.info.channel_names) > 1:
-            chw = read_image(case.images[0], "RGBA" if len(self.info.channel_names) == 4 else "RGB").transpose(2, 0, 1)
+        if len(case.images) == 1 and len(self.info.channel_names) == 3:
+            image = load_image(case.images[0], 3)  # one RGB file, channels R, G, B
         else:
-            planes = [read_image(p, "L") for p in case.images]
+            planes = [load_image(p, 1)[0] for p in case.images]
             for p, plane in zip(case.images[1:], planes[1:]):
                 if plane.shape != planes[0].shape:
                     raise DataError(p, f"size {plane.shape[::-1]} differs from channel 0's {planes[0].shape[::-1]}")
-            chw = np.stack(planes)
-        label = read_image(case.label, "L")
-        if label.shape != chw.shape[1:]:
-            raise DataError(case.label, f"label size {label.shape[::-1]} differs from image size {chw.shape[1:][::-1]}")
-        if chw.dtype == np.uint8:
-            image = chw.astype(np.float32) / 255.0
-        else:
-            image = np.stack([normalise_percentile(c.astype(np.float32)) for c in chw])
-        return Sample(image=np.ascontiguousarray(image), label=self._check_labels(label, case.label),
+            image = np.stack(planes)
+        label = load_mask(case.label)
+        if label.shape != image.shape[1:]:
+            raise DataError(case.label, f"label size {label.shape[::-1]} differs from image size {image.shape[1:][::-1]}")
+        return Sample(image=np.ascontiguousarray(image, dtype=np.float32), label=self._check_labels(label, case.label),
                       domain=case.domain, case_id=case.subject, name=case.case)
 
     # -- 3D ------------------------------------------------------------------------------------
