@@ -62,3 +62,10 @@ def test_export_refuses_bad_out_and_leaves_nothing(fundus_root, tmp_path):
     with pytest.raises(VlsaError, match=r"unknown export domain"):
         export_nnunet(reader, tmp_path / "Dataset002_X", domains=["Nowhere"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset001_X"]  # no partial folder left
+
+
+def test_cli_export_bad_out_is_one_line_exit_2(fundus_root, tmp_path, capsys):
+    code = main(["export", "nnunet", "--dataset", "fundus", "--root", str(fundus_root), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("vlsa: error: ") and "DatasetXXX_Name" in err and "\n" not in err
+    assert not list(tmp_path.iterdir())
