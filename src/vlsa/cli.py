@@ -46,12 +46,22 @@ def _verify(args) -> None:
     from vlsa.data.domains import open_reader
     from vlsa.data.integrity import verify
 
-    reader = open_reader(args.dataset, args.root, spacing=args.spacing)
+    reader = open_reader(args.dataset, args.root, spacing=args.spacing, domain_pattern=args.domain_pattern)
     domains = args.domains or reader.domains()
     for s in verify(reader, domains):
         fractions = ", ".join(f"{k} {v:.3f}" for k, v in s.label_fraction.items())
         print(f"{s.domain:>16} {s.split:<5} {s.images:5d} images {s.groups:5d} units  [{fractions}]")
     print("ok: dataset passed the integrity check")
+
+
+def _export(args) -> None:
+    from vlsa.data.domains import open_reader
+    from vlsa.data.export_nnunet import export_nnunet
+
+    reader = open_reader(args.dataset, args.root, spacing=args.spacing, domain_pattern=args.domain_pattern)
+    summary = export_nnunet(reader, args.out, domains=args.domains, splits=args.splits, quiet=False)
+    counts = ", ".join(f"{d} {n}" for d, n in summary.domains.items())
+    print(f"wrote {summary.cases} cases ({counts}) to {summary.out} (nnU-Net v2 raw format + domains.csv)")
 
 
 def _train(args) -> None:
@@ -149,11 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check a dataset's integrity before use", epilog=EPILOG,
                        description="Load every image/mask pair once and check pairing, sizes, label values, empty domains.")
-    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "folder"])
+    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "nnunet", "folder"])
     p.add_argument("--root", required=True)
     p.add_argument("--domains", nargs="+")
     p.add_argument("--spacing", type=float, default=None, help="mms: in-plane resampling, mm")
+    p.add_argument("--domain-pattern", default=None, help="nnunet: regex finding a case's domain in its name")
     p.set_defaults(func=_verify)
+
+    p = sub.add_parser("export", help="write a dataset in another tool's format (nnU-Net v2)", epilog=EPILOG,
+                       description="Write any dataset vlsa reads (synthetic included) as an nnU-Net v2 raw dataset "
+                                   "(imagesTr, labelsTr, dataset.json) with domains.csv (case,domain,split,subject).")
+    p.add_argument("format", choices=["nnunet"])
+    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "nnunet", "folder"])
+    p.add_argument("--root", required=True, help="the dataset to export")
+    p.add_argument("--out", required=True, help="output folder named DatasetXXX_Name (must not exist)")
+    p.add_argument("--domains", nargs="+", help="domains to export (default: all)")
+    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    p.add_argument("--spacing", type=float, default=None, help="volumes: in-plane resampling, mm")
+    p.add_argument("--domain-pattern", default=None, help="nnunet input: regex finding a case's domain in its name")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("train", help="train a model on the source domain(s)", epilog=EPILOG,
                        description="Train on the config's source domain(s); checkpoints are selected on a source "

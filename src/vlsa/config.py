@@ -37,7 +37,7 @@ class AugmentConfig(Strict):
 
 
 class DataConfig(Strict):
-    dataset: Literal["fundus", "riga", "mms", "folder"] = "fundus"
+    dataset: Literal["fundus", "riga", "mms", "nnunet", "folder"] = "fundus"
     root: str | None = None
     source: list[str] = Field(default_factory=lambda: ["Domain1"])
     targets: list[str] | None = None
@@ -46,6 +46,7 @@ class DataConfig(Strict):
     normalise: Literal["none", "zscore"] = "zscore"
     val_fraction: float = Field(0.2, ge=0, lt=1)
     test_fraction: float = Field(0.3, gt=0, lt=1)
+    domain_pattern: str | None = Field(None, description="nnunet: regex finding a case's domain in its name")
     synth: SynthConfig = Field(default_factory=SynthConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
