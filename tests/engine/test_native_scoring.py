@@ -97,3 +97,18 @@ def test_train_and_evaluate_with_resampling_score_on_the_original_grid(cardiac_r
     assert metrics["scoring"] == SCORING_VERSION and metrics["units"] == "mm"
     assert all(0.0 <= metrics["domains"][d]["dice"]["mean"] <= 1.0 for d in ("A", "C"))
     assert list((run / "overlays_A+C").glob("*.png")) or list((run / "overlays").glob("*.png"))
+
+
+def test_nnunet_predictions_on_the_resampled_grid_are_scored_on_the_original(cardiac_root, tmp_path):
+    from vlsa.baselines.nnunet_row import load_predictions
+
+    samples = list(MMSReader(cardiac_root, spacing=SPACING).samples("B", "test"))
+    volume_id = samples[0].volume_id
+    samples = [s for s in samples if s.volume_id == volume_id]
+    # nnU-Net was given the resampled slices: its (here perfect) prediction is on that grid
+    stacked = np.stack([s.label for s in sorted(samples, key=lambda s: s.slice_index)], axis=-1).astype(np.uint8)
+    nib.save(nib.Nifti1Image(stacked, np.eye(4)), str(tmp_path / f"{volume_id}.nii.gz"))
+    preds = load_predictions(samples, tmp_path, True, CARDIAC.num_classes)
+    assert all(p.shape == s.original_label.shape for p, s in zip(preds, samples))
+    agg = score(_prepared(samples), preds, CARDIAC).aggregate()
+    assert 0.85 < agg["dice"]["mean"] < 1.0  # the same round trip as every other row, not a shape error

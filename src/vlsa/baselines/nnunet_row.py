@@ -35,6 +35,7 @@ import numpy as np
 from vlsa.data.export_nnunet import export_nnunet, write_cases
 from vlsa.data.io import load_mask, read_nifti
 from vlsa.data.splits import hash_split
+from vlsa.engine.geometry import labels_to_original
 from vlsa.engine.inference import score
 from vlsa.engine.protocol import dice_matrix, protocol_markdown
 from vlsa.errors import VlsaError
@@ -140,7 +141,7 @@ def run_nnunet(unit: Path, inputs: dict[str, Path], budget: Budget, seed: int, t
     return outputs
 
 
-def load_predictions(samples, folder: Path, volumetric: bool) -> list[np.ndarray]:
+def load_predictions(samples, folder: Path, volumetric: bool, num_classes: int) -> list[np.ndarray]:
     """nnU-Net's label files -> one H x W label map per sample (slices cut from the volume files)."""
     preds, volumes = [], {}
     for s in samples:
@@ -152,7 +153,8 @@ def load_predictions(samples, folder: Path, volumetric: bool) -> list[np.ndarray
             pred = load_mask(folder / f"{s.name}.png")
         if pred.shape != s.label.shape:
             raise VlsaError(f"{folder}: nnU-Net prediction of {s.name} has shape {pred.shape}, expected {s.label.shape}")
-        preds.append(pred)
+        # scored like every row: on the original annotation grid when the slice was resampled
+        preds.append(labels_to_original(pred, num_classes, getattr(s, "original_shape", None)))
     return preds
 
 
@@ -176,7 +178,7 @@ def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed
               "budget": budget.as_dict(), "domains": {}}
     for domain in domains:
         samples = list(reader.samples(domain, "test"))
-        preds = load_predictions(samples, outputs[domain], spec.volumetric)
+        preds = load_predictions(samples, outputs[domain], spec.volumetric, spec.num_classes)
         agg = score(SimpleNamespace(samples=samples), preds, spec).aggregate()
         result["domains"][domain] = {"role": "source" if domain == source else "target", **agg}
     result["wall_s"] = round(time.perf_counter() - start, 1)

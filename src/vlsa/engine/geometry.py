@@ -85,10 +85,22 @@ def to_original(logits: torch.Tensor, geom: Geometry, original: tuple[int, int] 
     interpolation of the logits to the original grid (pixel-area aligned, like the forward
     resampling), so the label is decided by argmax on the original grid.
     """
-    out = to_native(logits, geom)
-    if original is not None and tuple(original) != tuple(out.shape[-2:]):
-        out = F.interpolate(out[None], size=tuple(int(n) for n in original), mode="bilinear", align_corners=False)[0]
-    return out
+    return _to_grid(to_native(logits, geom), original)
+
+
+def _to_grid(logits: torch.Tensor, original) -> torch.Tensor:
+    if original is None or tuple(original) == tuple(logits.shape[-2:]):
+        return logits
+    return F.interpolate(logits[None], size=tuple(int(n) for n in original), mode="bilinear", align_corners=False)[0]
+
+
+def labels_to_original(label: np.ndarray, num_classes: int, original: tuple[int, int] | None) -> np.ndarray:
+    """H x W label map on a sample's (resampled) grid -> H0 x W0 on the original grid, the way
+    `to_original` maps logits (one-hot, bilinear, argmax): for predictions made elsewhere (nnU-Net)."""
+    if original is None or tuple(original) == label.shape:
+        return label
+    onehot = F.one_hot(torch.from_numpy(np.asarray(label, dtype=np.int64)), num_classes).permute(2, 0, 1).float()
+    return _to_grid(onehot, original).argmax(0).numpy()
 
 
 def normalise(image: torch.Tensor, mode: str) -> torch.Tensor:
