@@ -144,9 +144,12 @@ def protocol_markdown(result: dict) -> str:
             else "Rows: source domain")
     b = result.get("budget")
     setup = ""
-    if b:
+    if b and "steps" in b:
         setup = (f"Model: {result.get('model')}; budget: {b['steps']} steps, batch {b['batch_size']}, lr {b['lr']}, "
                  f"{b['image_size']} px, seed {b['seed']}.\n\n")
+    elif b:  # a row trained outside the engine (nnU-Net) states its own budget keys
+        setup = (f"Model: {result.get('model') or result.get('method')}; budget: "
+                 + ", ".join(f"{k} {v}" for k, v in b.items()) + ".\n\n")
     return (f"# {result['mode']} protocol on {result['dataset']}: mean Dice\n\n" + setup +
             f"{rows}; columns: evaluation domain (test split). Values in parentheses are the "
             "sources' own test splits (in-domain); `unseen mean` averages the target domains only.\n\n"
