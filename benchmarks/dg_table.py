@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dg_stats  # noqa: E402
 from common import provenance, provenance_markdown  # noqa: E402
 from plots import plot_dg  # noqa: E402
 
@@ -57,6 +58,10 @@ METHODS = {
 DERIVED = {"VLSA w/o post-processing": ("VLSA", "domains_postprocess_off")}
 # bump when the shared training policy changes, so finished units of an older policy are not reused
 RUNS_VERSION = "policy1"
+# every method is compared with this one per source x seed (dg_stats); the strongest baseline by name
+REFERENCE = "ERM U-Net + colour aug"
+# rows produced by their own script into the same runs folder (collected here, not run by this script)
+EXTERNAL_ROWS = {"nnU-Net v2": "benchmarks/nnunet_row.py"}
 CONFIGS = {"fundus": ROOT / "configs" / "fundus_sdg.yaml", "mms": ROOT / "configs" / "mms_sdg.yaml"}
 QUICK = ["train.steps=20", "train.val_every=10", "data.image_size=48", "data.synth.per_domain=8"]
 
@@ -105,7 +110,7 @@ def collect(runs: Path) -> dict:
     """All finished units under `runs` (from this and earlier invocations), in METHODS order."""
     units: dict = {}
     for dataset in CONFIGS:
-        for method in METHODS:
+        for method in [*METHODS, *EXTERNAL_ROWS]:
             for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
                 units.setdefault((dataset, method), {})[int(path.parent.name[1:])] = json.loads(path.read_text())
         for name, (method, key) in DERIVED.items():
@@ -117,11 +122,13 @@ def collect(runs: Path) -> dict:
 
 
 def summarise(units: dict) -> dict:
-    """units[(dataset, method)][seed] = protocol result -> mean/std over seeds of unseen Dice etc."""
+    """units[(dataset, method)][seed] = protocol result -> per method: mean and sample std (ddof 1)
+    over seeds of unseen Dice etc., the per-seed values, and the per-unit (source x seed) values
+    that paired comparisons use (`dg_stats`)."""
     table = {}
     for (dataset, method), by_seed in units.items():
-        per_seed = []
-        for result in by_seed.values():
+        per_seed, paired = {}, {m: {} for m in dg_stats.METRICS}
+        for seed, result in sorted(by_seed.items()):
             runs = result["runs"].values()
             unseen = [d for r in runs for d in r["domains"].values() if d["role"] == "target"]
             source = [d for r in runs for d in r["domains"].values() if d["role"] == "source"]
@@ -131,25 +138,60 @@ def summarise(units: dict) -> dict:
                    "unseen_hd95": np.mean([d["hd95"]["mean"] for d in unseen])}
             for c in classes:
                 row[f"unseen_dice_{c}"] = np.mean([d["dice"][c] for d in unseen])
-            per_seed.append(row)
-        keys = per_seed[0].keys()
+            per_seed[seed] = row
+            for source_name, values in dg_stats.unit_values(result).items():
+                for m in dg_stats.METRICS:
+                    paired[m][f"{source_name}/s{seed}"] = values[m]
+        keys = next(iter(per_seed.values())).keys()
         table.setdefault(dataset, {})[method] = {
-            "seeds": sorted(by_seed), **{k: float(np.mean([r[k] for r in per_seed])) for k in keys},
-            **{f"{k}_std": float(np.std([r[k] for r in per_seed])) for k in keys}}
+            "seeds": sorted(by_seed), **{k: float(np.mean([r[k] for r in per_seed.values()])) for k in keys},
+            **{f"{k}_std": dg_stats.sample_std(r[k] for r in per_seed.values()) for k in keys},
+            "per_seed": {k: {str(seed): float(r[k]) for seed, r in per_seed.items()} for k in keys},
+            "units": paired}
     return table
 
 
+def comparisons(table: dict, reference: str = REFERENCE) -> dict:
+    """dataset -> method -> metric -> paired comparison with `reference` per source x seed."""
+    return {dataset: dg_stats.compare({m: r["units"] for m, r in methods.items()}, reference)
+            for dataset, methods in table.items()}
+
+
 def _pm(row: dict, key: str, fmt: str = "{:.3f}") -> str:
-    return (fmt + " ± " + fmt).format(row[key], row[key + "_std"])
+    std = row[key + "_std"]
+    return fmt.format(row[key]) + " ± " + ("–" if np.isnan(std) else fmt.format(std))
 
 
-def markdown(table: dict, budget: dict, prov: dict, png: str) -> str:
+def _ci(c: dict, fmt: str) -> str:
+    return f"{fmt.format(c['mean'])} [{fmt.format(c['ci_low'])}, {fmt.format(c['ci_high'])}]" if c["n"] >= 2 \
+        else f"{fmt.format(c['mean'])} (n < 2: no interval)"
+
+
+def comparison_markdown(dataset: str, cmp: dict, reference: str) -> list[str]:
+    """The paired-comparison table of one dataset (empty when there is nothing to compare)."""
+    if not cmp:
+        return []
+    unit = "mm" if dataset == "mms" else "px"
+    out = [f"\nPaired comparison with **{reference}** (the reference), per source × seed: mean difference "
+           "(method − reference) with its 95 % t-interval over the paired units; a difference is called better/worse "
+           "only when the interval excludes 0.\n",
+           f"| method | paired units | Δ unseen Dice [95 % CI] | Δ unseen HD95 ({unit}) [95 % CI] | verdict (Dice) |",
+           "|---|---|---|---|---|"]
+    for method, c in cmp.items():
+        dice, hd = c["unseen_dice"], c["unseen_hd95"]
+        out.append(f"| {method} | {dice['n']} | {_ci(dice, '{:+.3f}')} | {_ci(hd, '{:+.2f}')} | "
+                   f"{dg_stats.verdict_text(dice, reference)} |")
+    return out
+
+
+def markdown(table: dict, budget: dict, prov: dict, png: str, reference: str = REFERENCE) -> str:
     out = ["# Single-source DG on the synthetic benchmarks\n", f"![unseen-domain Dice per method]({png})\n",
            "Every source domain -> every unseen target domain (test splits); numbers are means over the four "
-           "source choices, then mean ± std over seeds. Same budget for every method: "
-           + ", ".join(f"{k} {v}" for k, v in budget.items()) + ".\n",
+           "source choices, then mean ± sample std (ddof 1) over seeds. Same budget for every method: "
+           + ", ".join(f"{k} {v}" for k, v in budget.items()) + "." + _external_note(table) + "\n",
            "Reproduce everything with `python benchmarks/dg_table.py` (resumable: finished units are read back); "
            "the provenance below is of the process that wrote this file.\n", provenance_markdown(prov)]
+    cmps = comparisons(table, reference)
     for dataset, methods in table.items():
         classes = list(dict.fromkeys(k[len("unseen_dice_"):] for m in methods.values() for k in m
                                      if k.startswith("unseen_dice_") and not k.endswith("_std")))  # label order
@@ -160,7 +202,19 @@ def markdown(table: dict, budget: dict, prov: dict, png: str) -> str:
             cells = [_pm(r, "source_dice"), f"**{_pm(r, 'unseen_dice')}**", *(_pm(r, f"unseen_dice_{c}") for c in classes),
                      _pm(r, "unseen_hd95", "{:.2f}")]
             out.append("| " + " | ".join([method, str(len(r["seeds"])), *cells]) + " |")
+        out += comparison_markdown(dataset, cmps.get(dataset, {}), reference)
     return "\n".join(out) + "\n"
+
+
+def _external_note(table: dict) -> str:
+    """The budget of rows made by their own scripts (nnU-Net v2 trains with its own pipeline)."""
+    if not any("nnU-Net v2" in methods for methods in table.values()):
+        return ""
+    from vlsa.baselines.nnunet_row import Budget
+
+    return (f" Except nnU-Net v2 ({EXTERNAL_ROWS['nnU-Net v2']}): {Budget().describe()} (`--quick`: 2 x 3 "
+            "iterations x batch 2 on the first source only); its predictions are scored with the same metrics "
+            "code on the same test cases.")
 
 
 def budget_of(config) -> dict:
@@ -171,7 +225,8 @@ def budget_of(config) -> dict:
 def write_results(out: Path, name: str, runs: Path, prov: dict, budget: dict) -> dict:
     """Summarise every finished unit under `runs` into out/name.{json,md,png}."""
     table = summarise(collect(runs))
-    write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table})
+    write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table, "std_ddof": 1, "reference": REFERENCE,
+                                      "comparisons": comparisons(table)})
     write_text(out / f"{name}.md", markdown(table, budget, prov, f"{name}.png"))
     if table:
         plot_dg(table, out / f"{name}.png")

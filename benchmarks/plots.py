@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +30,7 @@ def plot_dg(table: dict, path: str | Path) -> Path:
     for ax, (dataset, methods) in zip(axes[0], table.items()):
         names = list(methods)
         unseen = [methods[m]["unseen_dice"] for m in names]
-        err = [methods[m]["unseen_dice_std"] for m in names]
+        err = [0.0 if math.isnan(methods[m]["unseen_dice_std"]) else methods[m]["unseen_dice_std"] for m in names]  # 1 seed
         colours = ["#888888" if m.startswith("ERM") else "#3b75af" for m in names]
         ax.barh(range(len(names)), unseen, xerr=err, color=colours, capsize=3)
         ax.scatter([methods[m]["source_dice"] for m in names], range(len(names)), marker="|", s=200, color="black",

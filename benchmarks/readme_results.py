@@ -1,6 +1,8 @@
 """Write the README's results block from the committed benchmark results, so no number in it is
-typed by hand: the DG tables (mean ± std over seeds) from `results/dg_synthetic.json` and the
-headline costs from `results/speed_cpu.json`; and the demo block from `results/demo_table.txt`
+typed by hand: the DG tables (mean ± sample std over seeds, and each method's paired comparison
+with the reference method, `dg_table.REFERENCE`) from `results/dg_synthetic.json` and the headline
+costs from `results/speed_cpu.json`. A difference is worded better/worse only when its 95 %
+interval excludes 0; otherwise "inconclusive". The demo block comes from `results/demo_table.txt`
 (the table a `vlsa demo` run writes: `vlsa demo --out demo_out && cp demo_out/demo_table.txt benchmarks/results/`).
 
     python benchmarks/readme_results.py           # rewrite the block between the README markers
@@ -20,11 +22,12 @@ START, END = "<!-- results:start (benchmarks/readme_results.py) -->", "<!-- resu
 DEMO_START, DEMO_END = "<!-- demo:start (benchmarks/readme_results.py) -->", "<!-- demo:end -->"
 TITLES = {"fundus": "fundus (4 sites)", "mms": "cardiac (4 vendors)"}
 UNITS = {"fundus": "px", "mms": "mm"}
-HEADLINE_METHODS = ("ERM U-Net + colour aug", "ERM U-Net + RandConv", "VLSA", "VLSA (medsam)", "VLSA (cnn)")  # each quoted against plain ERM
+HEADLINE_METHODS = ("ERM U-Net + colour aug", "ERM U-Net + RandConv", "VLSA", "VLSA (medsam)", "VLSA (cnn)")  # quoted when no comparison exists
 
 
 def _pm(row: dict, key: str, digits: int = 3) -> str:
-    return f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"
+    std = row[key + "_std"]
+    return f"{row[key]:.{digits}f} ± " + ("–" if std != std else f"{std:.{digits}f}")  # NaN: one seed
 
 
 def _classes(row: dict) -> list[str]:
@@ -34,8 +37,10 @@ def _classes(row: dict) -> list[str]:
 
 def dg_tables(dg: dict) -> list[str]:
     budget = ", ".join(f"{k} {v}" for k, v in dg["budget"].items())
+    # results files before the paired statistics used numpy's default (ddof 0); say which one is shown
+    spread = "sample std (ddof 1)" if dg.get("std_ddof") == 1 else "std (ddof 0, an older results file)"
     lines = [f"Single-source protocol: every source site → every unseen site (12 pairs per dataset), mean Dice "
-             f"over the pairs, then mean ± std over seeds. Same budget for every method: {budget}. "
+             f"over the pairs, then mean ± {spread} over seeds. Same budget for every method: {budget}. "
              f"Reproduce: `python benchmarks/dg_table.py`; per-class Dice and HD95 in "
              f"[`benchmarks/results/dg_synthetic.md`](benchmarks/results/dg_synthetic.md).\n",
              "![unseen-domain Dice per method](benchmarks/results/dg_synthetic.png)\n"]
@@ -53,15 +58,35 @@ def dg_tables(dg: dict) -> list[str]:
     return lines
 
 
+def _difference(method: str, r: dict, cmp: dict | None, reference: str) -> str:
+    """'<method> 0.775 (+0.025 [+0.010, +0.040], better)' from the paired comparison; the words
+    'better'/'worse' only when the 95 % interval excludes 0, else 'inconclusive'."""
+    if cmp is None:
+        return f"{method} {r['unseen_dice']:.3f}"
+    c = cmp["unseen_dice"]
+    if c["n"] < 2:
+        return f"{method} {r['unseen_dice']:.3f} ({c['mean']:+.3f}, {c['n']} paired unit: no interval)"
+    word = "inconclusive" if c["better"] is None else ("better" if c["better"] else "worse")
+    return f"{method} {r['unseen_dice']:.3f} ({c['mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], {word})"
+
+
 def headline(dg: dict, speed: dict) -> list[str]:
     lines = ["Headline numbers:\n"]
+    reference = dg.get("reference")
     for dataset, methods in dg["table"].items():
-        erm = methods.get("ERM U-Net")
-        parts = [f"{m} {r['unseen_dice']:.3f} ({r['unseen_dice'] - erm['unseen_dice']:+.3f})"
-                 for m, r in methods.items() if m in HEADLINE_METHODS and erm]
-        if erm:
-            lines.append(f"- {TITLES.get(dataset, dataset)}, unseen Dice: ERM U-Net {erm['unseen_dice']:.3f}; "
-                         + "; ".join(parts) + " (difference to ERM).")
+        cmps = dg.get("comparisons", {}).get(dataset)
+        ref = methods.get(reference) if reference else None
+        if not cmps or ref is None:
+            # results written before paired comparisons existed: numbers only, no claim of a difference
+            lines.append(f"- {TITLES.get(dataset, dataset)}, unseen Dice: "
+                         + "; ".join(f"{m} {r['unseen_dice']:.3f}" for m, r in methods.items()
+                                     if m in HEADLINE_METHODS or m == "ERM U-Net")
+                         + " (no paired comparison in the results file: differences untested).")
+            continue
+        parts = [_difference(m, r, cmps.get(m), reference) for m, r in methods.items() if m != reference]
+        lines.append(f"- {TITLES.get(dataset, dataset)}, unseen Dice: {reference} (reference) {ref['unseen_dice']:.3f}; "
+                     + "; ".join(parts) + " (difference to the reference with its 95 % t-interval over "
+                     "source × seed pairs; better/worse only when the interval excludes 0).")
     train = speed["train"]
     size = min(r["size"] for r in train)
     base = next(r for r in train if r["size"] == size and r["model"].startswith("ERM"))

@@ -83,5 +83,5 @@ def test_evaluation_records_both_and_applies_the_source_validation_choice(fundus
         chosen = result["domains_postprocess_on" if pp["applied"] else "domains_postprocess_off"]
         assert result["domains"] == chosen
         assert set(result["domains_postprocess_on"]) == set(result["domains_postprocess_off"]) == {"Domain1", "Domain2"}
-        saved = json.loads((run / "metrics.json").read_text())
+        saved = json.loads((run / result["file"]).read_text())
         assert saved["domains_postprocess_off"]["Domain2"]["dice"] == result["domains_postprocess_off"]["Domain2"]["dice"]

@@ -38,21 +38,61 @@ def test_unknown_mask_values(tmp_path):
         list(FolderReader(tmp_path).samples("siteA", "train"))
 
 
+def _volume_dataset(root, lesion_slices=(1,), shape=(12, 10, 3), zooms=(0.8, 0.8, 3.0), n=2):
+    (root / "classes.yaml").write_text("channels: 1\nclasses:\n  - name: lesion\n    value: 255\n")
+    vol = np.random.default_rng(0).uniform(size=shape).astype(np.float32)
+    mask = np.zeros(shape, np.uint8)
+    for z in lesion_slices:
+        mask[2:5, 2:5, z] = 255
+    (root / "siteC" / "images").mkdir(parents=True)
+    (root / "siteC" / "masks").mkdir(parents=True)
+    for i in range(n):
+        nib.save(nib.Nifti1Image(vol, np.diag([*zooms, 1])), str(root / "siteC" / "images" / f"v{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(mask, np.diag([*zooms, 1])), str(root / "siteC" / "masks" / f"v{i}.nii.gz"))
+
+
 def test_nifti_volumes_are_sliced(tmp_path):
-    _dataset(tmp_path)
-    vol = np.random.default_rng(0).uniform(size=(12, 10, 3)).astype(np.float32)
-    mask = np.zeros((12, 10, 3), np.uint8)
-    mask[2:5, 2:5, 1] = 255
-    for d in ("siteC",):
-        (tmp_path / d / "images").mkdir(parents=True)
-        (tmp_path / d / "masks").mkdir(parents=True)
-        for i in range(2):
-            nib.save(nib.Nifti1Image(vol, np.diag([0.8, 0.8, 3.0, 1])), str(tmp_path / d / "images" / f"v{i}.nii.gz"))
-            nib.save(nib.Nifti1Image(mask, np.diag([0.8, 0.8, 3.0, 1])), str(tmp_path / d / "masks" / f"v{i}.nii.gz"))
+    _volume_dataset(tmp_path)
     reader = FolderReader(tmp_path, test_fraction=0.5)
     slices = list(reader.samples("siteC", "train"))
     assert len(slices) == 3 and slices[1].label.sum() == 9
     assert slices[0].spacing == (pytest.approx(0.8), pytest.approx(0.8)) and slices[0].volume_id == slices[2].volume_id
+
+
+def test_nifti_folder_is_scored_per_volume_in_mm(tmp_path):
+    # issue 15 row 2: 12x10x4 volumes at 0.8x0.8x3 mm, a lesion in slices 1-2; an all-background
+    # prediction is a miss of the whole lesion: Dice 0 per volume (per slice it would be 0.5)
+    from vlsa.engine.data import Prepared
+    from vlsa.engine.inference import score
+
+    _volume_dataset(tmp_path, lesion_slices=(1, 2), shape=(12, 10, 4))
+    reader = FolderReader(tmp_path, test_fraction=0.5)
+    assert reader.spec.volumetric
+    samples = list(reader.samples("siteC", "test"))
+    acc = score(Prepared(None, None, samples, []), [np.zeros_like(s.label) for s in samples], reader.spec)
+    agg = acc.aggregate()
+    assert agg["n"] == 1 and agg["dice"]["lesion"] == 0.0
+    # a missed structure costs the field of view's diagonal, in mm (4 slices x 3 mm, 12 x 0.8, 10 x 0.8)
+    assert agg["hd95"]["lesion"] == pytest.approx(np.sqrt(12.0**2 + 9.6**2 + 8.0**2))
+
+
+def test_nifti_folder_uses_data_spacing_like_predict(tmp_path):
+    # one preprocessing for readers, training and predict: data.spacing resamples the folder's
+    # volumes too, and the annotation is kept on its own grid for scoring
+    from vlsa.data.domains import open_reader
+
+    _volume_dataset(tmp_path)
+    reader = open_reader("folder", tmp_path, spacing=1.6, test_fraction=0.5)
+    s = list(reader.samples("siteC", "train"))[1]
+    assert s.image.shape == (1, 6, 5) and s.spacing == (1.6, 1.6)
+    assert s.original_label.shape == (12, 10) and s.original_label.sum() == 9 and s.original_spacing == (pytest.approx(0.8),) * 2
+
+
+def test_mixing_volumes_and_pngs_is_refused(tmp_path):
+    _dataset(tmp_path)
+    _volume_dataset(tmp_path)
+    with pytest.raises(DataError, match="mixes NIfTI volumes and 2D images"):
+        FolderReader(tmp_path)
 
 
 def test_missing_classes_yaml(tmp_path):

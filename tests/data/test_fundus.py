@@ -112,3 +112,34 @@ def test_riga_missing_listed_file(tmp_path):
     (tmp_path / "Magrabia_test.csv").write_text("image,mask\nnope.tif,nope-1.tif\n")
     with pytest.raises(DataError, match=r"nope\.tif: listed in Magrabia_test\.csv but not found"):
         RigaReader(tmp_path).pairs("Magrabia", "test")
+
+
+def _riga_images(root, domain, n):
+    rows = []
+    for i in range(n):
+        img_dir, mask_dir = root / "RIGA" / domain / f"{domain}1", root / "RIGA-mask" / domain / f"{domain}1"
+        img_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((20, 24, 3), 100 + i, np.uint8)).save(img_dir / f"image{i}.tif")
+        Image.fromarray(encode_riga_mask(_label())).save(mask_dir / f"image{i}-1.tif")
+        rows.append(f"RIGA/{domain}/{domain}1/image{i}.tif,RIGA-mask/{domain}/{domain}1/image{i}-1.tif")
+    return rows
+
+
+def test_riga_single_csv_is_split_by_case_without_overlap(tmp_path):
+    # issue 15 row 3: with one Magrabia.csv, train and test were the same 5 images
+    rows = _riga_images(tmp_path, "Magrabia", 5)
+    (tmp_path / "Magrabia.csv").write_text("image,mask\n" + "\n".join(rows) + "\n")
+    reader = RigaReader(tmp_path, test_fraction=0.4)
+    train = {s.case_id for s in reader.samples("Magrabia", "train")}
+    test = {s.case_id for s in reader.samples("Magrabia", "test")}
+    assert len(test) == 2 and len(train) == 3 and not train & test
+    assert RigaReader(tmp_path, test_fraction=0.4).pairs("Magrabia", "test") == reader.pairs("Magrabia", "test")
+
+
+def test_riga_merged_csv_beside_a_train_list_gives_the_rest_to_test(tmp_path):
+    rows = _riga_images(tmp_path, "BinRushed", 4)
+    (tmp_path / "BinRushed.csv").write_text("image,mask\n" + "\n".join(rows) + "\n")
+    (tmp_path / "BinRushed_train.csv").write_text("image,mask\n" + "\n".join(rows[:3]) + "\n")
+    reader = RigaReader(tmp_path)
+    assert [s.name for s in reader.samples("BinRushed", "test")] == ["BinRushed1_image3"]

@@ -44,3 +44,33 @@ def test_single_source_protocol_table_and_cache(fundus_root, tmp_path):
     before = (tmp_path / "Domain1" / "checkpoints" / "last.pt").stat().st_mtime_ns
     run_protocol(cfg, "single-source", tmp_path, quiet=True)
     assert (tmp_path / "Domain1" / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_rerun_with_another_config_stops_instead_of_returning_old_metrics(fundus_root, tmp_path):
+    import pytest
+
+    from vlsa.engine.protocol import run_one
+    from vlsa.errors import VlsaError
+
+    cfg = build_config({}, tiny_overrides(fundus_root, steps=2))
+    first = run_one(cfg, tmp_path / "run", quiet=True)
+    assert run_one(cfg, tmp_path / "run", quiet=True) == first  # same config: read back
+    other = build_config({}, tiny_overrides(fundus_root, steps=4))
+    with pytest.raises(VlsaError, match=r"another config .*differs in train\.steps"):
+        run_one(other, tmp_path / "run", quiet=True)
+
+
+def test_metrics_from_an_older_scoring_are_recomputed_not_trusted(fundus_root, tmp_path):
+    from vlsa.engine.inference import SCORING_VERSION
+    from vlsa.engine.protocol import run_one
+
+    cfg = build_config({}, tiny_overrides(fundus_root, steps=2))
+    fresh = run_one(cfg, tmp_path / "run", quiet=True)
+    assert fresh["scoring"] == SCORING_VERSION
+    stale = dict(fresh, domains={k: dict(v, dice={"mean": -1.0}) for k, v in fresh["domains"].items()})
+    del stale["scoring"]  # as written before the scoring version existed
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(stale))
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    again = run_one(cfg, tmp_path / "run", quiet=True)
+    assert again["domains"] == fresh["domains"]  # re-evaluated from the checkpoint ...
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns == before  # ... not retrained

@@ -115,7 +115,8 @@ def test_predict_nifti_keeps_shape_and_affine(cardiac_run, cardiac_root, tmp_pat
     affine = np.diag([0.9, 0.9, 7.0, 1.0])
     affine[:3, 3] = [10, -5, 3]
     nib.save(nib.Nifti1Image(vol, affine), str(tmp_path / "other.nii.gz"))
+    # --device auto resolves like training does (was a traceback from torch.device("auto"))
     assert main(["predict", "--run", str(cardiac_run), "--input", str(tmp_path / "other.nii.gz"),
-                 "--output", str(tmp_path / "o2")]) == 0
+                 "--output", str(tmp_path / "o2"), "--device", "auto"]) == 0
     out2 = nib.load(str(tmp_path / "o2" / "other.nii.gz"))
     assert out2.shape == vol.shape and np.allclose(out2.affine, affine)

@@ -53,9 +53,52 @@ def test_running_bases_change_only_in_training():
 
 
 def test_gradient_reaches_features_but_not_through_the_iterations():
-    em = EMAggregation(8, k=4)
+    torch.manual_seed(0)
+    em = EMAggregation(8, k=4, iters=3).eval()
     feats = torch.randn(1, 8, 3, 3, requires_grad=True)
     out, _ = em(feats)
-    out.sum().backward()
-    assert feats.grad is not None and feats.grad.abs().sum() > 0
+    (grad,) = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), feats)
+    assert grad.abs().sum() > 0
+    x = em.conv_in(feats).flatten(2)
+    mu, _ = em.cluster(x)
+    assert not mu.requires_grad  # the T iterations carry no gradient
+
+    def head(centres):  # the final E-step and re-expression, with the centres given
+        z = em.e_step(torch.nn.functional.normalize(x, dim=1), centres)
+        recon = torch.einsum("bck,bnk->bcn", centres, z).reshape(1, 8, 3, 3)
+        out = em.act(feats + em.conv_out(em.act(recon)))
+        return (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
+
+    # the gradient is that of the last E-step with the centres held constant ...
+    (constant,) = torch.autograd.grad(head(mu), feats, retain_graph=True)
+    assert torch.allclose(grad, constant, atol=1e-6)
+    # ... and differs from a gradient through the iterations (so the assertion above can fail)
+    through = em.bases.clone()
+    x_hat = torch.nn.functional.normalize(x, dim=1)
+    for _ in range(em.iters):
+        through = em.m_step(x, em.e_step(x_hat, through))
+    (unrolled,) = torch.autograd.grad(head(through), feats)
+    assert not torch.allclose(unrolled, constant, atol=1e-4)
     assert not em.bases.requires_grad
+
+
+def test_text_anchored_centres_are_named_by_the_classes():
+    # README: "C clusters are seeded by, and named by, the classes": after the iterations, centre c
+    # (anchored at class c's embedding) sits on the pixels of class c, whatever order the classes
+    # come in and however the other (running) centres start
+    torch.manual_seed(0)
+    c, classes = 8, 3
+    means = F.normalize(torch.randn(classes, c), dim=1)
+    labels = torch.arange(240) % classes
+    x = (means[labels] + 0.1 * torch.randn(240, c)).t().unsqueeze(0)  # 1 x C x N
+    em = EMAggregation(c, k=6, iters=5, lam=10.0)
+    for order in ([0, 1, 2], [2, 0, 1]):
+        anchors = F.normalize(means[order] + 0.3 * torch.randn(classes, c), dim=1)  # noisy text embeddings
+        mu, x_hat = em.cluster(x, anchors.t().unsqueeze(0))
+        z = em.e_step(x_hat, mu)[0]  # N x K
+        for slot, cls in enumerate(order):
+            centre = mu[0, :, slot]
+            assert (centre @ means[cls]) > 0.95  # the centre is the class's mean direction
+            # among the anchored centres, the pixels of that class respond to it (free centres may
+            # settle on the same cluster and share its responsibility: the README says so)
+            assert z[labels == cls][:, :classes].argmax(1).eq(slot).float().mean() > 0.95

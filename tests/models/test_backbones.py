@@ -132,3 +132,48 @@ def test_feature_cache_on_disk_is_shared_across_processes_and_keyed_by_weights(t
     assert not torch.equal(fresh[0], first[0])
     assert len(list(tmp_path.rglob("*.pt"))) == 6
     cache.clear()
+
+
+def test_hf_frozen_cache_holds_only_the_tower_and_the_pyramid_trains(tiny_models):
+    # issue 15 row 1: the cached path used to cache the trainable ViTDet pyramid under no_grad
+    from vlsa.config import build_config
+    from vlsa.data.spec import FUNDUS
+    from vlsa.models import build_model
+    from vlsa.models.backbones import cache
+
+    cfg = build_config({}, ["model.name=vlsa", "model.backbone.name=hf", f"model.backbone.path={tiny_models['clip']}",
+                            "model.backbone.input_size=32", "model.backbone.tuning=frozen", "model.text.encoder=none",
+                            "model.decoder.dim=16", "model.decoder.embed_dim=16", "model.em.k=4", "data.image_size=32"])
+    cache.clear()
+    x = torch.rand(2, 3, 32, 32)
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_model(cfg, FUNDUS)
+        assert model.cache_features
+        feats = model.features(x)  # what the training loop caches and augments
+        assert [f.shape[1] for f in feats] == [32] * 4 and not any(f.requires_grad for f in feats)
+        model(None, features=feats, out_size=x.shape[-2:]).sum().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.pyramid.parameters())
+        assert all(p.grad is None for p in model.backbone.model.parameters())
+        models.append(model)
+    # the tower is the same pretrained one (its maps may be shared); the pyramids differ by seed
+    assert torch.equal(models[0].features(x)[0], models[1].features(x)[0])
+    with torch.no_grad():
+        assert not torch.allclose(models[0](x), models[1](x))
+
+
+def test_in_memory_feature_cache_is_keyed_by_weights():
+    from vlsa.models.backbones import cache
+
+    cache.clear()
+    images = torch.rand(2, 3, 32, 32)
+    torch.manual_seed(0)
+    a = ResidualCNN(3, width=8).eval()
+    torch.manual_seed(1)
+    b = ResidualCNN(3, width=8).eval()
+    fa = cache.cached_features(a, images, "same-id")
+    fb = cache.cached_features(b, images, "same-id")  # was served a's features from memory
+    with torch.no_grad():
+        assert all(torch.allclose(f, g, atol=1e-5) for f, g in zip(fb, b(images)))
+    assert not torch.allclose(fa[-1], fb[-1])

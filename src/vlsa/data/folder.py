@@ -13,13 +13,17 @@ classes.yaml:
         description: "an irregular bright mass ..."   # text prompt (optional)
 
 Label indices follow the order of `classes` (first class -> 1). NIfTI volumes are split into 2D
-slices along the last axis and grouped per volume for metrics. Splits: per domain, a salted hash of
+slices along the last axis by the same preprocessing as M&Ms and `vlsa predict`
+(`vlsa.data.resample.volume_planes`: in-plane resampling to `data.spacing`, per-slice percentile
+normalisation); a dataset of volumes is volumetric: Dice/HD95/ASD per 3D volume, in mm, against
+the original annotation. Splits: per domain, a salted hash of
 the image name sends `test_fraction` of the images to `test` (see `vlsa.data.splits`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +32,7 @@ import yaml
 from vlsa.data.files import data_files, find_mask
 from vlsa.data.integrity import plausible, unknown_values_message
 from vlsa.data.io import existing_root, is_nifti, load_pair, nifti_labels, read_nifti, stem
-from vlsa.data.resample import normalise_percentile
+from vlsa.data.resample import volume_planes
 from vlsa.data.sample import Sample
 from vlsa.data.spec import DatasetSpec
 from vlsa.data.splits import hash_split
@@ -56,6 +60,9 @@ def load_classes(path: Path) -> tuple[DatasetSpec, dict[int, int]]:
         value = entry["value"]
         if not isinstance(value, int) or value == 0 or value in values:
             raise DataError(path, f"class {entry['name']!r}: value must be a unique non-zero integer, got {value!r}")
+        if str(entry["name"]) in names or str(entry["name"]) == "background":
+            raise DataError(path, f"class #{i}: name {entry['name']!r} is used twice (or is 'background'); "
+                                  "each class needs its own name")
         names.append(str(entry["name"]))
         values[value] = i
         descriptions[str(entry["name"])] = str(entry.get("description", entry["name"]))
@@ -72,10 +79,21 @@ def load_classes(path: Path) -> tuple[DatasetSpec, dict[int, int]]:
 class FolderReader:
     """A user's dataset: one folder per domain with images/ and masks/."""
 
-    def __init__(self, root: str | Path, test_fraction: float = 0.3):
+    def __init__(self, root: str | Path, test_fraction: float = 0.3, spacing: float | None = None):
         self.root = existing_root(root)
         self.spec, self.values = load_classes(self.root / "classes.yaml")
         self.test_fraction = test_fraction
+        self.spacing = spacing
+        if self._has_volumes():
+            # volumes are scored per 3D volume in mm (as M&Ms), not per slice in pixels
+            self.spec = replace(self.spec, volumetric=True)
+
+    def _has_volumes(self) -> bool:
+        """True when the images are NIfTI volumes; a dataset mixing volumes and 2D images is refused."""
+        kinds = {is_nifti(p) for images in self.root.glob("*/images") if images.is_dir() for p in data_files(images)}
+        if len(kinds) > 1:
+            raise DataError(self.root, "mixes NIfTI volumes and 2D images (use one kind per dataset)")
+        return kinds == {True}
 
     def domains(self) -> list[str]:
         found = sorted(p.name for p in self.root.iterdir() if (p / "images").is_dir())
@@ -136,16 +154,20 @@ class FolderReader:
             raise DataError(mask_path, f"mask shape {mask.shape} differs from image shape {image.shape}")
         labels = self._labels(nifti_labels(mask_path, mask), mask_path)
         name = stem(image_path)
-        for z in range(image.shape[2]):
+        spacing = (float(zooms[0]), float(zooms[1])) if len(zooms) >= 2 else (1.0, 1.0)
+        planes = volume_planes(image, zooms, self.spacing, labels)
+        for z, (img, lab, original, target) in enumerate(planes):
             yield Sample(
-                image=normalise_percentile(image[:, :, z].astype(np.float32))[None],
-                label=labels[:, :, z],
+                image=img,
+                label=lab,
                 domain=domain,
                 case_id=name,
                 name=f"{name}_z{z:03d}",
                 volume_id=name,
                 slice_index=z,
-                spacing=(float(zooms[0]), float(zooms[1])),
+                spacing=target,
                 slice_thickness=float(zooms[2]) if len(zooms) > 2 else 1.0,
                 affine=affine,
+                original_label=original,
+                original_spacing=spacing,
             )

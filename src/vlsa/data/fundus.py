@@ -12,7 +12,8 @@ DoFE layout (Drishti-GS, RIM-ONE-r3, REFUGE-train, REFUGE-val as Domain1..Domain
 
 RIGA+ layout (BinRushed, Magrabia, MESSIDOR_Base1/2/3):
     <root>/<Domain>_train.csv, <Domain>_test.csv (or one <Domain>.csv) with header `image,mask`
-    and paths relative to <root>; mask grey levels 0 background, 128 cup, 255 rim
+    and paths relative to <root> (a merged <Domain>.csv is split by image with the salted hash
+    used by every reader, `test_fraction` to test, so no image is in both splits); mask grey levels 0 background, 128 cup, 255 rim
     (decoded <64 background, 64..191 cup, >=192 rim).
 """
 
@@ -28,6 +29,7 @@ from vlsa.data.integrity import check_grey_levels, plausible
 from vlsa.data.io import existing_root, is_image, load_pair, stem
 from vlsa.data.sample import Sample
 from vlsa.data.spec import FUNDUS
+from vlsa.data.splits import hash_split
 from vlsa.errors import DataError
 
 RIGA_DOMAINS = ("BinRushed", "Magrabia", "MESSIDOR_Base1", "MESSIDOR_Base2", "MESSIDOR_Base3")
@@ -122,8 +124,9 @@ class RigaReader:
 
     spec = FUNDUS
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, test_fraction: float = 0.3):
         self.root = existing_root(root)
+        self.test_fraction = test_fraction
 
     def domains(self) -> list[str]:
         found = [d for d in RIGA_DOMAINS if self._lists(d)]
@@ -149,6 +152,25 @@ class RigaReader:
         if split not in lists:
             raise DataError(self.root / f"{domain}_{split}.csv", "csv list not found")
         path = lists[split]
+        pairs = self._read_list(path, domain, split)
+        if path.name == f"{domain}.csv":
+            pairs = self._split_merged(pairs, lists, domain, split)
+            if not pairs:
+                raise DataError(path, f"empty domain: no {split} images for {domain} after splitting the merged list")
+        return pairs
+
+    def _split_merged(self, pairs, lists, domain: str, split: str):
+        """One <Domain>.csv holds train and test: never the same images in both. With the other
+        split's own list, this split is the merged list minus it; otherwise whole cases (images)
+        go to test by the salted hash used by every reader (`test_fraction`)."""
+        other = "test" if split == "train" else "train"
+        if lists[other].name != lists[split].name:
+            taken = {image for image, _ in self._read_list(lists[other], domain, other)}
+            return [(i, m) for i, m in pairs if i not in taken]
+        test = hash_split([_riga_case(i) for i, _ in pairs], self.test_fraction, salt="riga-test")
+        return [(i, m) for i, m in pairs if (_riga_case(i) in test) == (split == "test")]
+
+    def _read_list(self, path: Path, domain: str, split: str) -> list[tuple[Path, Path]]:
         header, rows = read_csv(path)
         if not {"image", "mask"} <= set(header):
             raise DataError(path, "csv header must have columns 'image,mask'")
@@ -166,6 +188,10 @@ class RigaReader:
     def samples(self, domain: str, split: str) -> Iterator[Sample]:
         for image, mask in self.pairs(domain, split):
             sample = _fundus_sample(image, mask, domain, decode_riga_mask)
-            # RIGA names repeat across sub-folders (image1.tif in BinRushed1 and BinRushed2)
-            sample.name = sample.case_id = f"{image.parent.name}_{stem(image)}"
+            sample.name = sample.case_id = _riga_case(image)
             yield sample
+
+
+def _riga_case(image: Path) -> str:
+    # RIGA names repeat across sub-folders (image1.tif in BinRushed1 and BinRushed2)
+    return f"{image.parent.name}_{stem(image)}"

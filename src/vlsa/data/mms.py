@@ -9,7 +9,9 @@ Labels: 0 background, 1 LV blood pool, 2 LV myocardium, 3 RV (M&Ms order, not AC
 
 Each labelled case gives two volumes (ED and ES frames; `ED`/`ES` are 0-based frame indices), each
 split into 2D slices along z, resampled in-plane to `spacing` mm (bilinear image, nearest label)
-and normalised per slice (clip to the 0.5-99.5 percentiles, min-max to [0, 1]).
+and normalised per slice (clip to the 0.5-99.5 percentiles, min-max to [0, 1]) by
+`vlsa.data.resample.volume_planes`, the preprocessing `vlsa predict` uses too. Each slice keeps its
+original annotation: Dice/HD95 are scored against it, per 3D volume, in mm of the original grid.
 Splits: the labelled cases of each vendor are split by a salted hash of the case code
 (`test_fraction` to `test`), the same on every machine; see `vlsa.data.splits.hash_split`.
 """
@@ -26,7 +28,7 @@ import numpy as np
 from vlsa.data.files import parse_index, read_csv
 from vlsa.data.integrity import check_annotated_frames, plausible
 from vlsa.data.io import existing_root, nifti_labels, read_nifti
-from vlsa.data.resample import normalise_percentile, resample_plane
+from vlsa.data.resample import volume_planes
 from vlsa.data.sample import Sample
 from vlsa.data.spec import CARDIAC
 from vlsa.data.splits import hash_split
@@ -148,13 +150,11 @@ class MMSReader:
 
     def _slices(self, case, phase, volume, labels, affine, zooms) -> Iterator[Sample]:
         spacing = (float(zooms[0]), float(zooms[1]))
-        target = spacing if self.spacing is None else (self.spacing, self.spacing)
-        for z in range(volume.shape[2]):
-            img = resample_plane(volume[:, :, z].astype(np.float32), spacing, target, order=1)
-            lab = resample_plane(labels[:, :, z], spacing, target, order=0)
+        planes = volume_planes(volume, zooms, self.spacing, labels)
+        for z, (img, lab, original, target) in enumerate(planes):
             yield Sample(
-                image=normalise_percentile(img)[None],
-                label=lab.astype(np.int64),
+                image=img,
+                label=lab,
                 domain=case.vendor,
                 case_id=case.code,
                 name=f"{case.code}_{phase}_z{z:02d}",
@@ -163,5 +163,7 @@ class MMSReader:
                 spacing=target,
                 slice_thickness=float(zooms[2]),
                 affine=affine,
+                original_label=original,
+                original_spacing=spacing,
                 meta={"phase": phase, "original_spacing": spacing, "original_shape": volume.shape[:2]},
             )

@@ -16,6 +16,10 @@ class Sample:
     For slices of a volume, `volume_id` groups slices for per-volume metrics, `slice_index` orders
     them, `spacing` is (row, col) pixel spacing in mm after in-plane resampling and
     `slice_thickness` the through-plane spacing.
+    When a plane was resampled (`data.spacing`), `original_label` keeps the annotation on its own
+    grid (H0 x W0, uint8) and `original_spacing` its (row, col) mm: metrics are scored against it
+    (predictions mapped back with `vlsa.engine.geometry.to_original`), never against the
+    resampled copy, whose nearest-neighbour error differs between scanners.
     """
 
     image: np.ndarray
@@ -28,7 +32,20 @@ class Sample:
     spacing: tuple[float, float] = (1.0, 1.0)
     slice_thickness: float = 1.0
     affine: np.ndarray | None = None
+    original_label: np.ndarray | None = None
+    original_spacing: tuple[float, float] | None = None
     meta: dict = field(default_factory=dict)
+
+    @property
+    def original_shape(self) -> tuple[int, int] | None:
+        """H0 x W0 of the annotation's own grid, or None when `label` is already on it."""
+        return None if self.original_label is None else tuple(self.original_label.shape)
+
+    def scoring(self) -> tuple[np.ndarray | None, tuple[float, float]]:
+        """(label map, (row, col) spacing mm) that metrics compare predictions with."""
+        if self.original_label is not None:
+            return self.original_label, self.original_spacing
+        return self.label, self.spacing
 
     @property
     def group(self) -> str:

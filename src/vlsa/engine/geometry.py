@@ -76,6 +76,33 @@ def to_native(logits: torch.Tensor, geom: Geometry) -> torch.Tensor:
     return out
 
 
+def to_original(logits: torch.Tensor, geom: Geometry, original: tuple[int, int] | None = None) -> torch.Tensor:
+    """K x S x S model-grid logits -> K x H0 x W0 logits on the annotation's original grid.
+
+    The one way predictions go back to the input, used by evaluation and `vlsa predict` alike:
+    first `to_native` (undo the pad/crop or resize to the sample's grid), then, when the sample was
+    resampled to `data.spacing` (`original` = the original H0 x W0, else None), bilinear
+    interpolation of the logits to the original grid (pixel-area aligned, like the forward
+    resampling), so the label is decided by argmax on the original grid.
+    """
+    return _to_grid(to_native(logits, geom), original)
+
+
+def _to_grid(logits: torch.Tensor, original) -> torch.Tensor:
+    if original is None or tuple(original) == tuple(logits.shape[-2:]):
+        return logits
+    return F.interpolate(logits[None], size=tuple(int(n) for n in original), mode="bilinear", align_corners=False)[0]
+
+
+def labels_to_original(label: np.ndarray, num_classes: int, original: tuple[int, int] | None) -> np.ndarray:
+    """H x W label map on a sample's (resampled) grid -> H0 x W0 on the original grid, the way
+    `to_original` maps logits (one-hot, bilinear, argmax): for predictions made elsewhere (nnU-Net)."""
+    if original is None or tuple(original) == label.shape:
+        return label
+    onehot = F.one_hot(torch.from_numpy(np.asarray(label, dtype=np.int64)), num_classes).permute(2, 0, 1).float()
+    return _to_grid(onehot, original).argmax(0).numpy()
+
+
 def normalise(image: torch.Tensor, mode: str) -> torch.Tensor:
     """Per-image, per-channel z-score (or nothing)."""
     if mode == "none":

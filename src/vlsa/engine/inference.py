@@ -6,8 +6,12 @@ import numpy as np
 import torch
 
 from vlsa.engine.data import Prepared
-from vlsa.engine.geometry import to_native
+from vlsa.engine.geometry import to_original
 from vlsa.metrics import DomainAccumulator, group_slices
+
+# recorded in metrics.json; a protocol re-evaluates (not retrains) a run scored by an older version.
+# 2: volumes scored against the original annotation on its own grid and spacing (issue 15)
+SCORING_VERSION = 2
 
 
 @torch.no_grad()
@@ -24,26 +28,36 @@ def model_logits(model, images: torch.Tensor, batch_size: int, device) -> torch.
 
 
 def predict_prepared(model, prepared: Prepared, batch_size: int, device):
-    """-> (native-grid label maps, model-size label maps N x S x S)."""
+    """-> (label maps on each sample's original annotation grid, model-size label maps N x S x S)."""
     logits = model_logits(model, prepared.images, batch_size, device)
-    native = [to_native(lg, geom).argmax(0).numpy() for lg, geom in zip(logits, prepared.geometries)]
+    native = [to_original(lg, geom, s.original_shape).argmax(0).numpy()
+              for lg, geom, s in zip(logits, prepared.geometries, prepared.samples)]
     return native, logits.argmax(1)
 
 
 def score(prepared: Prepared, native_preds: list[np.ndarray], spec, distances: bool = True,
           postprocess: bool = False) -> DomainAccumulator:
-    """Per-image (2D data) or per-volume (slices grouped by volume) metrics of one domain;
-    `postprocess` makes each image / volume anatomically plausible first (vlsa.postprocess)."""
+    """Per-image (2D data) or per-volume (slices grouped by volume) metrics of one domain.
+
+    native_preds: label maps on the original annotation grid (`predict_prepared`). They are scored
+    against the original annotation (`Sample.scoring`), in mm of the original spacing for volumes
+    (slice thickness x row x col), never against a label resampled to `data.spacing`.
+    `postprocess` makes each image / volume anatomically plausible first (vlsa.postprocess).
+    """
     from vlsa.postprocess import postprocess as plausible
 
     fix = (lambda p: plausible(p, spec)) if postprocess else (lambda p: p)
     acc = DomainAccumulator(spec.regions, distances=distances)
     if spec.volumetric:
-        items = [(s.group, s.slice_index, p, s.label) for s, p in zip(prepared.samples, native_preds)]
-        spacing_of = {s.group: (s.slice_thickness, *s.spacing) for s in prepared.samples}
+        items, spacing_of = [], {}
+        for s, p in zip(prepared.samples, native_preds):
+            truth, spacing = s.scoring()
+            items.append((s.group, s.slice_index, p, truth))
+            spacing_of[s.group] = (s.slice_thickness, *spacing)
         for group, (pred, truth) in sorted(group_slices(items).items()):
             acc.add(group, fix(pred), truth, spacing_of[group])
     else:
         for s, p in zip(prepared.samples, native_preds):
-            acc.add(s.group, fix(p), s.label, s.spacing)
+            truth, spacing = s.scoring()
+            acc.add(s.group, fix(p), truth, spacing)
     return acc

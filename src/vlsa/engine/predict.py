@@ -1,4 +1,5 @@
-"""Prediction on files: PNG/JPEG in -> label PNG out (same size and name, pixel = class index);
+"""Prediction on files: PNG/JPEG in -> label PNG out (same size and name, pixel = class index, or
+the dataset's own mask values with `values='dataset'`);
 NIfTI in -> NIfTI out with the input's shape and affine (slices resampled to the model's spacing
 and back)."""
 
@@ -11,11 +12,12 @@ import torch
 from tqdm import tqdm
 
 from vlsa.data.io import is_image, is_nifti, load_image, read_nifti, stem, write_nifti, write_png
-from vlsa.data.resample import normalise_percentile, resample_plane
+from vlsa.data.resample import normalise_percentile, volume_planes
 from vlsa.engine.data import model_input
 from vlsa.engine.evaluate import load_run
-from vlsa.engine.geometry import geometry_for, to_native
+from vlsa.engine.geometry import geometry_for, to_original
 from vlsa.engine.inference import model_logits
+from vlsa.engine.runinfo import resolve_device
 from vlsa.errors import DataError
 from vlsa.report.overlay import draw_contours, grid, to_rgb
 
@@ -34,39 +36,62 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
             files.append(p)
         else:
             raise DataError(p, "input not found")
-    names = [stem(f) for f in files]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise DataError(None, f"two inputs would write the same output name: {dup[0]}")
+    seen: dict[str, Path] = {}
+    for f in files:
+        if stem(f) in seen:
+            raise DataError(None, f"{seen[stem(f)]} and {f} would both write the output {stem(f)!r}; "
+                                  "predict them into separate --output folders")
+        seen[stem(f)] = f
     return files
+
+
+def check_no_overlap(inputs: list[str | Path], output: str | Path) -> None:
+    """Refuse an --output that could write over (or mix with) the inputs: an input folder itself, a
+    folder inside or around an input folder, an input file, or the folder an input file lies in."""
+    out = Path(output).resolve()
+    for raw in inputs:
+        p = Path(raw).resolve()
+        if p.is_dir():
+            clash = out == p or p in out.parents or out in p.parents
+        else:
+            clash = out == p or out == p.parent
+        if clash:
+            raise DataError(output, f"output folder overlaps the input {raw}; predictions could overwrite "
+                                    "the input images, choose an --output outside the inputs")
 
 
 class Predictor:
     def __init__(self, run_dir: str | Path, device: str = "cpu"):
         self.config, self.spec, self.model = load_run(run_dir, device=device)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # "auto" -> cuda when present, as in training
         from vlsa.engine.postprocessing import decide
 
         self.postprocess = decide(run_dir, self.config, self.spec, self.model, self.device)["applied"]
 
-    def _labels(self, planes: list[np.ndarray]) -> list[np.ndarray]:
-        """C x H x W float planes -> H x W label maps on each plane's own grid."""
+    def _labels(self, planes: list[np.ndarray], original: tuple[int, int] | None = None):
+        """C x H x W float planes -> (H x W label maps on each plane's own grid, H0 x W0 label maps
+        on the `original` grid the planes were resampled from (the same maps when None))."""
         size, volumetric = self.config.data.image_size, self.spec.volumetric
         geoms = [geometry_for(volumetric, p.shape[-2:], size) for p in planes]
         batch = torch.stack([model_input(p, g, self.config) for p, g in zip(planes, geoms)])
         logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device)
-        labels = [to_native(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
+        own = [to_original(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
         if self.postprocess:  # per plane (2D rules) when predicting; evaluation applies them per volume
             from vlsa.postprocess import postprocess
 
-            labels = [postprocess(lab, self.spec) for lab in labels]
-        return labels
+            own = [postprocess(lab, self.spec) for lab in own]
+        if original is None or all(p.shape[-2:] == tuple(original) for p in planes):
+            return own, own
+        back = [to_original(lg, g, original).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
+        if self.postprocess:
+            back = [postprocess(lab, self.spec) for lab in back]
+        return own, back
 
     def predict_image(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         chw = load_image(path, self.spec.channels)  # C x H x W in [0, 1], any mode / bit depth
         if self.spec.volumetric:
             chw = normalise_percentile(chw)
-        return chw, self._labels([chw])[0]
+        return chw, self._labels([chw])[0][0]
 
     def predict_volume(self, path: Path):
         """-> (label volume with the input's spatial shape, a few (image, label) slices for overlays)."""
@@ -76,23 +101,45 @@ class Predictor:
         if self.spec.channels != 1:
             raise DataError(path, "this model takes RGB images, not volumes")
         shape = data.shape
-        vol = data.reshape(shape[0], shape[1], -1).astype(np.float32)  # x, y, (z*t)
-        spacing = (float(zooms[0]), float(zooms[1])) if len(zooms) >= 2 else (1.0, 1.0)
-        target = spacing if self.config.data.spacing is None else (self.config.data.spacing,) * 2
-        planes = [normalise_percentile(resample_plane(vol[:, :, k], spacing, target, order=1))[None]
-                  for k in range(vol.shape[2])]
-        labels = self._labels(planes)
-        back = [resample_plane(lab, target, spacing, order=0, shape=shape[:2]) for lab in labels]
+        vol = data.reshape(shape[0], shape[1], -1)  # x, y, (z*t)
+        planes = [img for img, _, _, _ in volume_planes(vol, zooms, self.config.data.spacing)]
+        labels, back = self._labels(planes, original=shape[:2])  # resampled grid (overlays), input grid
         out = np.stack(back, axis=-1).reshape(shape).astype(np.uint8)
         return out, affine, list(zip(planes, labels))
 
 
+def run_mask_values(run_dir: str | Path, predictor: Predictor) -> tuple[int, ...]:
+    """Label index -> the run's dataset's own mask value (recorded in run.json at training; for
+    older runs read from the run's dataset)."""
+    from vlsa.engine.compat import mask_values, run_info
+
+    values = run_info(run_dir).get("mask_values")
+    if values is None:
+        from vlsa.engine.data import open_configured
+
+        values = mask_values(open_configured(predictor.config))
+    values = tuple(int(v) for v in values)
+    if len(values) != predictor.spec.num_classes or max(values) > 255 or min(values) < 0:
+        raise DataError(Path(run_dir) / "run.json",
+                        f"mask values {list(values)} do not fit {predictor.spec.num_classes} classes in 8 bits")
+    return values
+
+
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
-                  quiet: bool = False) -> list[Path]:
+                  quiet: bool = False, values: str = "index") -> list[Path]:
+    """Write one label file per input into `output`. values='index': pixel = class index (0, 1, ..);
+    values='dataset': the training dataset's own mask values (e.g. DoFE 255/128/0, classes.yaml's).
+    Raises DataError when `output` overlaps an input or two inputs share an output name."""
     from vlsa.data.io import read_nifti_header
 
-    predictor = Predictor(run_dir, device=device)
+    check_no_overlap(inputs, output)
     files = collect_inputs(inputs)
+    predictor = Predictor(run_dir, device=device)
+    lut = np.arange(predictor.spec.num_classes, dtype=np.uint8)
+    if values == "dataset":
+        lut = np.asarray(run_mask_values(run_dir, predictor), dtype=np.uint8)
+    elif values != "index":
+        raise DataError(None, f"--values {values!r}: choose index or dataset")
     output = Path(output)
     written = []
     for path in tqdm(files, desc="predict", unit="file", disable=quiet):
@@ -103,7 +150,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
             header.set_data_dtype(np.uint8)
             header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
             target = output / f"{name}.nii.gz"
-            write_nifti(target, labels, affine, header=header)
+            write_nifti(target, lut[labels], affine, header=header)
             if overlay:
                 shown = [s for s in slices if s[1].any()][:8] or slices[:1]
                 tiles = [draw_contours(to_rgb(img), lab, predictor.spec) for img, lab in shown]
@@ -111,7 +158,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         else:
             image, labels = predictor.predict_image(path)
             target = output / f"{name}.png"
-            write_png(target, labels)
+            write_png(target, lut[labels])
             if overlay:
                 write_png(output / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
         written.append(target)

@@ -2,6 +2,10 @@
 
 single-source: train on each domain alone, evaluate on all. lodo: train on all but one, evaluate
 on the left-out one (and the sources' test splits). One combined table: source -> target Dice.
+A run folder is reused only with the config digest it was made with; rerunning into the same --out
+with another config stops with a one-line error naming the differing keys (no silent old metrics);
+a finished run whose metrics.json was written by an older scoring (`SCORING_VERSION`) is evaluated
+again from its checkpoint, not retrained.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ import csv
 import io
 from pathlib import Path
 
-from vlsa.config import Config
+from vlsa.config import Config, load_config
 from vlsa.data.domains import protocol_splits
 from vlsa.engine.data import open_configured
 from vlsa.engine.evaluate import evaluate_run, read_metrics
-from vlsa.engine.train import train
+from vlsa.engine.inference import SCORING_VERSION
+from vlsa.engine.train import finished_steps, train
+from vlsa.errors import VlsaError
 from vlsa.report.tables import markdown
 from vlsa.utils.atomic import write_json, write_text
 
@@ -23,12 +29,46 @@ def run_name(sources: list[str], targets: list[str], mode: str) -> str:
     return f"{'+'.join(sources)}" if mode == "single-source" else f"lodo-{targets[0]}"
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_same_config(config: Config, run_dir: Path) -> None:
+    """A run folder is reused only for the config it was made with: compare the config digest with
+    the folder's config.yaml and stop (VlsaError, one line naming the differing keys) otherwise —
+    never return old metrics, or resume, under another config. Choose another --out to run both."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = load_config(saved_path)
+    if saved.digest() == config.digest():
+        return
+    old, new = _flat(saved.to_dict()), _flat(config.to_dict())
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    raise VlsaError(f"{saved_path}: this run was made with another config (config digest {saved.digest()} != "
+                    f"{config.digest()}; differs in {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}); "
+                    "use another --out (or delete the folder) to run this config")
+
+
 def run_one(config: Config, run_dir: Path, quiet: bool = False) -> dict:
-    """Train (or resume) and evaluate one run; a finished run is read back, not redone."""
+    """Train (or resume) and evaluate one run; a finished run made with the same config is read
+    back, not redone; a folder made with another config is an error (`check_same_config`)."""
+    check_same_config(config, run_dir)
     if (run_dir / "metrics.json").is_file():
-        return read_metrics(run_dir)
+        metrics = read_metrics(run_dir)
+        if metrics.get("scoring") == SCORING_VERSION:
+            return metrics
+        if (run_dir / "checkpoints" / "best.pt").is_file():  # scored by older code: score again
+            return evaluate_run(run_dir, quiet=True)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
-    train(None if resume else config, run_dir, resume=resume, quiet=quiet)
+    if not resume or finished_steps(run_dir) < config.train.steps:  # trained but not yet evaluated: evaluate
+        train(None if resume else config, run_dir, resume=resume, quiet=quiet)
     return evaluate_run(run_dir, quiet=True)
 
 
@@ -43,12 +83,25 @@ def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False
         cfg.data.targets = targets
         name = run_name(sources, targets, mode)
         runs[name] = run_one(cfg, out / name, quiet=quiet)
-    result = {"mode": mode, "dataset": config.data.dataset, "domains": domains, "runs": runs,
+    result = {"mode": mode, "dataset": config.data.dataset, "domains": domains, "model": model_label(config),
+              "budget": budget(config), "runs": runs,
               "table": dice_matrix(runs, domains)}
     write_json(out / "protocol.json", result)
     write_text(out / "protocol.md", protocol_markdown(result))
     write_text(out / "protocol.csv", protocol_csv(result))
     return result
+
+
+def model_label(config: Config) -> str:
+    """'unet', or 'vlsa (medsam, frozen)': enough to tell two protocol tables apart."""
+    m = config.model
+    return m.name if m.name != "vlsa" else f"vlsa ({m.backbone.name}, {m.backbone.tuning})"
+
+
+def budget(config: Config) -> dict:
+    t = config.train
+    return {"steps": t.steps, "batch_size": t.batch_size, "lr": t.lr, "image_size": config.data.image_size,
+            "seed": config.seed}
 
 
 def dice_matrix(runs: dict, domains: list[str]) -> dict:
@@ -68,7 +121,8 @@ def dice_matrix(runs: dict, domains: list[str]) -> dict:
 def _rows(result: dict) -> list[list[str]]:
     domains, table = result["domains"], result["table"]
     extra = [k for k in next(iter(table.values())) if k.startswith("unseen_")]
-    header = ["source \\ target", *domains, "unseen mean", *(k.replace("unseen_", "unseen ") for k in extra)]
+    corner = "held out (trained on the rest) \\ evaluated" if result["mode"] == "lodo" else "source \\ target"
+    header = [corner, *domains, "unseen mean", *(k.replace("unseen_", "unseen ") for k in extra)]
     rows = [header]
     for name, row in table.items():
         sources = set(result["runs"][name]["source"])
@@ -86,9 +140,19 @@ def _rows(result: dict) -> list[list[str]]:
 
 
 def protocol_markdown(result: dict) -> str:
-    return (f"# {result['mode']} protocol on {result['dataset']}: mean Dice\n\n"
-            "Rows: source domain(s); columns: evaluation domain (test split). Values in parentheses are the "
-            "source's own test split (in-domain); `unseen mean` averages the target domains only.\n\n"
+    rows = ("Rows: the held-out domain of each run (trained on all the others)" if result["mode"] == "lodo"
+            else "Rows: source domain")
+    b = result.get("budget")
+    setup = ""
+    if b and "steps" in b:
+        setup = (f"Model: {result.get('model')}; budget: {b['steps']} steps, batch {b['batch_size']}, lr {b['lr']}, "
+                 f"{b['image_size']} px, seed {b['seed']}.\n\n")
+    elif b:  # a row trained outside the engine (nnU-Net) states its own budget keys
+        setup = (f"Model: {result.get('model') or result.get('method')}; budget: "
+                 + ", ".join(f"{k} {v}" for k, v in b.items()) + ".\n\n")
+    return (f"# {result['mode']} protocol on {result['dataset']}: mean Dice\n\n" + setup +
+            f"{rows}; columns: evaluation domain (test split). Values in parentheses are the "
+            "sources' own test splits (in-domain); `unseen mean` averages the target domains only.\n\n"
             + markdown(_rows(result)))
 
 

@@ -55,11 +55,21 @@ class VLSA(nn.Module):
         return self.text_proj(self.text_embeddings)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = x.float()  # encoder-resolution images are stored as float16
+        """The cacheable backbone output: with a cached frozen backbone, what its frozen part
+        computes (the whole pyramid for medsam; the tower's hidden-state maps for hf, whose trainable
+        pyramid runs afterwards in `forward`); else the pyramid. Encoder-resolution (float16)
+        images give a medsam pyramid at strides of `decode_size`."""
+        x = x.float()
         kwargs = {"out_size": self.decode_size} if self.decode_size is not None else {}
         if self.cache_features:
-            return cached_features(self.backbone, x, self.backbone_id, **kwargs)
+            return cached_features(getattr(self.backbone, "frozen_stage", self.backbone), x, self.backbone_id, **kwargs)
         return self.backbone(x, **kwargs)
+
+    def _pyramid(self, feats: list[torch.Tensor], size) -> list[torch.Tensor]:
+        """`features` output -> the pyramid the decoder takes (runs the trainable part after a cache)."""
+        if self.cache_features and hasattr(self.backbone, "pyramid_from"):
+            return self.backbone.pyramid_from(feats, size)
+        return feats
 
     def decode(self, feats: list[torch.Tensor], out_size, return_aux: bool = False):
         text = self.class_text()
@@ -79,5 +89,5 @@ class VLSA(nn.Module):
         """Images B x C x H x W -> logits B x K x H x W; or, for cached backbone features,
         `features` (the pyramid) and `out_size` (so DDP sees the call)."""
         if features is None:
-            return self.decode(self.features(x), self.decode_size or x.shape[-2:], return_aux)
-        return self.decode(features, out_size, return_aux)
+            features, out_size = self.features(x), self.decode_size or x.shape[-2:]
+        return self.decode(self._pyramid(features, out_size), out_size, return_aux)

