@@ -56,8 +56,6 @@ METHODS = {
 }
 # rows read from another method's runs, without retraining: name -> (method, metrics key per run)
 DERIVED = {"VLSA w/o post-processing": ("VLSA", "domains_postprocess_off")}
-# bump when the shared training policy changes, so finished units of an older policy are not reused
-RUNS_VERSION = "policy1"
 # every method is compared with this one per source x seed (dg_stats); the strongest baseline by name
 REFERENCE = "ERM U-Net + colour aug"
 # rows produced by their own script into the same runs folder (collected here, not run by this script)
@@ -246,7 +244,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     name = "dg_synthetic_quick" if args.quick else "dg_synthetic"
-    out, runs = Path(args.out), Path(args.runs) / f"{'quick' if args.quick else 'full'}-{RUNS_VERSION}"
+    out, runs = Path(args.out), Path(args.runs) / ("quick" if args.quick else "full")
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(Path(args.runs) / "feature_cache"))

@@ -11,7 +11,8 @@ from vlsa.metrics import DomainAccumulator, group_slices
 
 # recorded in metrics.json; a protocol re-evaluates (not retrains) a run scored by an older version.
 # 2: volumes scored against the original annotation on its own grid and spacing (issue 15)
-SCORING_VERSION = 2
+# 3: metrics with and without anatomical post-processing (domains_postprocess_on/off, issue 11)
+SCORING_VERSION = 3
 
 
 @torch.no_grad()
