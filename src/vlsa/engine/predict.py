@@ -76,14 +76,15 @@ class Predictor:
         batch = torch.stack([model_input(p, g, self.config) for p, g in zip(planes, geoms)])
         logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device)
         own = [to_original(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
-        if self.postprocess:  # per plane (2D rules) when predicting; evaluation applies them per volume
+        post = getattr(self, "postprocess", False)  # per plane (2D rules); evaluation applies them per volume
+        if post:
             from vlsa.postprocess import postprocess
 
             own = [postprocess(lab, self.spec) for lab in own]
         if original is None or all(p.shape[-2:] == tuple(original) for p in planes):
             return own, own
         back = [to_original(lg, g, original).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
-        if self.postprocess:
+        if post:
             back = [postprocess(lab, self.spec) for lab in back]
         return own, back
 
