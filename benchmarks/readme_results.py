@@ -74,7 +74,25 @@ def headline(dg: dict, speed: dict) -> list[str]:
     lines.append(f"- EM Aggregation vs self-attention on a {side}×{side} map: {at['step_s'] / em['step_s']:.0f}× "
                  f"faster ({em['step_s']:.3f} s vs {at['step_s']:.2f} s) and {at['peak_mb'] / em['peak_mb']:.0f}× "
                  f"less memory ({em['peak_mb']:.0f} MB vs {at['peak_mb']:.0f} MB), forward + backward.")
-    return lines + [""]
+    return lines + encoder_headline(speed) + [""]
+
+
+def encoder_headline(speed: dict) -> list[str]:
+    """The LiteMedSAM encoder's measured throughput and the fast path that runs by default."""
+    enc = speed.get("encoder")
+    if not enc:
+        return []
+    rows = {(r["path"], r["batch"]): r for r in enc["rows"]}
+    best = max((r for r in enc["rows"] if r["path"] == enc["default_path"]), key=lambda r: r["img_s_best"])
+    eager = rows[("off", best["batch"])]
+    line = (f"- LiteMedSAM encoder at 256 px on {enc['threads']} cores: default path `{enc['default_path']}` "
+            f"{best['img_s_best']:.2f} img/s (batch {best['batch']}) vs eager fp32 {eager['img_s_best']:.2f} img/s "
+            f"({best['speedup']:.1f}×), cosine to eager ≥ {min(best['cosine_per_level']):.4f} per feature map; "
+            f"{best['fraction_of_peak']:.0%} of the measured matmul peak.")
+    pred = speed.get("predict")
+    if pred:
+        line += " `vlsa predict` end to end: " + ", ".join(f"{r['img_s']:.2f} img/s ({r['path']})" for r in pred["rows"]) + "."
+    return [line]
 
 
 def block() -> str:
