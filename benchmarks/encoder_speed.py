@@ -83,6 +83,7 @@ def measure_encoder(device: torch.device, batches=(1, 8), repeats: int = 3, path
         paths = ["off", "bf16"] if device.type == "cuda" else ["off", "fused", "bf16", "bf16-all"]
         if device.type == "cpu" and not cpu_has_bf16():
             paths = ["off", "fused"]
+    load_before = os.getloadavg()
     backbone = MedSAMBackbone(3, ENCODER_SIZE, fast="off").to(device)
     gflops = encoder_gflops(backbone, device)
     peaks = {"fp32": matmul_peak(device, torch.float32)}
@@ -110,12 +111,12 @@ def measure_encoder(device: torch.device, batches=(1, 8), repeats: int = 3, path
         base = next(r for r in rows if r["path"] == "off" and r["batch"] == row["batch"])
         row["speedup"] = row["img_s_best"] / base["img_s_best"]
     return {"image_size": ENCODER_SIZE, "gflops_per_image": gflops, "matmul_peak_gflop_s": peaks,
-            "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "repeats": repeats,
-            "default_path": MedSAMBackbone(3, ENCODER_SIZE).fast_path(device) if device.type == "cpu" else "bf16",
+            "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "load_average_before": load_before, "repeats": repeats,
+            "default_path": MedSAMBackbone(3, ENCODER_SIZE).fast_path(device),
             "rows": rows}
 
 
-def measure_predict(device: torch.device, n: int = 50, paths=("off", "auto")) -> dict:
+def measure_predict(device: torch.device, n: int = 50, paths=("auto",)) -> dict:
     """`vlsa predict` end to end on n synthetic fundus ROIs (256 px files) with a 2-step medsam run;
     seconds include reading, the encoder, the decoder and writing PNGs (not loading the run)."""
     from vlsa.cli import main
@@ -157,9 +158,11 @@ def measure_predict(device: torch.device, n: int = 50, paths=("off", "auto")) ->
 def encoder_markdown(enc: dict, pred: dict | None, provenance_md: str = "") -> str:
     peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in enc["matmul_peak_gflop_s"].items())
     load = ", ".join(f"{v:.1f}" for v in enc["load_average"])
+    if "load_average_before" in enc:
+        load = ", ".join(f"{v:.1f}" for v in enc["load_average_before"]) + " before, " + load + " after"
     lines = ["\n## LiteMedSAM encoder: eager fp32 vs the fast paths (256 px)\n", provenance_md,
              f"{enc['gflops_per_image']:.1f} GFLOPs per image (FlopCounterMode); matmul peak measured in the same "
-             f"run (2048³): {peaks}; {enc['threads']} torch threads; load average during the run {load} "
+             f"run (2048³): {peaks}; {enc['threads']} torch threads; load average (1, 5, 15 min) {load} "
              f"(the CPU is shared: img/s is the best of {enc['repeats']} repeats, the median shows the noise). "
              f"Default path on this machine: **{enc['default_path']}**. Cosine: mean over pixels of the cosine "
              "over channels to the eager fp32 features, per pyramid level (stride 2, 4, 4, neck), on synthetic "

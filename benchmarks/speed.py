@@ -264,6 +264,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script in seconds")
     parser.add_argument("--encoder-only", action="store_true", help="only the encoder and predict section")
     parser.add_argument("--encoder-repeats", type=int, default=3)
+    parser.add_argument("--encoder-paths", nargs="+", help="encoder paths to time (default: off and every fast path "
+                                                            "this device supports)")
     parser.add_argument("--predict-images", type=int, default=50, help="0 skips the predict measurement")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for every measurement")
     parser.add_argument("--phase", choices=["all", "memory"], default="all", help=argparse.SUPPRESS)
@@ -294,10 +296,10 @@ def main() -> None:
         if device.type == "cpu":
             memory_in_child(argv, rows, em_rows)
         train_prov = prov
-    encoder = measure_encoder(device, batches=(1, 2) if args.quick else (1, 8),
-                              repeats=1 if args.quick else args.encoder_repeats)
+    encoder = measure_encoder(device, batches=(1,) if args.quick else (1, 8),
+                              repeats=1 if args.quick else args.encoder_repeats, paths=args.encoder_paths)
     encoder["provenance"] = prov
-    predict = measure_predict(device, 4 if args.quick else args.predict_images) if args.predict_images else None
+    predict = measure_predict(device, 2 if args.quick else args.predict_images) if args.predict_images else None
     write_json(out / f"{name}.json", {"provenance": train_prov, "batch": previous.get("batch", args.batch)
                                       if args.encoder_only else args.batch, "train": rows,
                                       "em_vs_attention": em_rows, "encoder": encoder, "predict": predict})
