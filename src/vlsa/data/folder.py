@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from vlsa.data.io import existing_root, is_image, is_nifti, read_image, read_nifti, stem
+from vlsa.data.files import data_files, find_mask
+from vlsa.data.integrity import plausible, unknown_values_message
+from vlsa.data.io import existing_root, is_nifti, load_pair, nifti_labels, read_nifti, stem
 from vlsa.data.resample import normalise_percentile
 from vlsa.data.sample import Sample
 from vlsa.data.spec import DatasetSpec
@@ -85,7 +87,7 @@ class FolderReader:
         image_dir, mask_dir = self.root / domain / "images", self.root / domain / "masks"
         if not image_dir.is_dir():
             raise DataError(image_dir, "folder not found")
-        images = sorted(p for p in image_dir.iterdir() if is_image(p) or is_nifti(p))
+        images = data_files(image_dir)
         if not images:
             raise DataError(image_dir, f"empty domain: no images for {domain}")
         test = hash_split([stem(p) for p in images], self.test_fraction, salt="folder-test")
@@ -93,10 +95,7 @@ class FolderReader:
         for image in images:
             if (stem(image) in test) != (split == "test"):
                 continue
-            masks = [p for p in mask_dir.glob(f"{stem(image)}.*") if stem(p) == stem(image)] if mask_dir.is_dir() else []
-            if not masks:
-                raise DataError(image, f"image has no mask in {mask_dir}")
-            pairs.append((image, masks[0]))
+            pairs.append((image, find_mask(mask_dir, image)))
         if not pairs:
             raise DataError(image_dir, f"empty domain: no {split} images for {domain}")
         return pairs
@@ -105,24 +104,21 @@ class FolderReader:
         values = np.unique(mask)
         unknown = [int(v) for v in values if int(v) not in self.values]
         if unknown:
-            raise DataError(path, f"mask values {unknown} not in classes.yaml (known: {sorted(self.values)})")
+            raise DataError(path, unknown_values_message(path, unknown, sorted(self.values), len(values)))
         lut = np.zeros(int(max(values.max(), max(self.values))) + 1, dtype=np.int64)
         for value, index in self.values.items():
             lut[value] = index
         return lut[mask.astype(np.int64)]
 
+    @plausible
     def samples(self, domain: str, split: str) -> Iterator[Sample]:
         for image_path, mask_path in self.pairs(domain, split):
             if is_nifti(image_path):
                 yield from self._volume_samples(image_path, mask_path, domain)
                 continue
-            image = read_image(image_path, "RGB" if self.spec.channels == 3 else "L")
-            mask = read_image(mask_path, "L")
-            if mask.shape != image.shape[:2]:
-                raise DataError(mask_path, f"mask size {mask.shape[::-1]} differs from image size {image.shape[:2][::-1]}")
-            chw = image.transpose(2, 0, 1) if image.ndim == 3 else image[None]
+            chw, mask = load_pair(image_path, mask_path, self.spec.channels)
             yield Sample(
-                image=chw.astype(np.float32) / 255.0,
+                image=chw,
                 label=self._labels(mask, mask_path),
                 domain=domain,
                 case_id=stem(image_path),
@@ -138,7 +134,7 @@ class FolderReader:
             raise DataError(image_path, f"expected a 2D or 3D volume, got shape {image.shape}")
         if mask.shape != image.shape:
             raise DataError(mask_path, f"mask shape {mask.shape} differs from image shape {image.shape}")
-        labels = self._labels(np.rint(mask), mask_path)
+        labels = self._labels(nifti_labels(mask_path, mask), mask_path)
         name = stem(image_path)
         for z in range(image.shape[2]):
             yield Sample(

@@ -18,13 +18,14 @@ RIGA+ layout (BinRushed, Magrabia, MESSIDOR_Base1/2/3):
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from vlsa.data.io import IMAGE_SUFFIXES, existing_root, read_image, stem
+from vlsa.data.files import data_files, find_mask, read_csv
+from vlsa.data.integrity import check_grey_levels, plausible
+from vlsa.data.io import existing_root, is_image, load_pair, stem
 from vlsa.data.sample import Sample
 from vlsa.data.spec import FUNDUS
 from vlsa.errors import DataError
@@ -62,17 +63,20 @@ def two_channel(label: np.ndarray) -> np.ndarray:
     return np.stack([label >= 1, label == 2]).astype(np.uint8)
 
 
+# the grey levels each decoder expects (level -> class), checked before decoding
+ENCODINGS = {
+    decode_dofe_mask: ("DoFE", {255: "background", 128: "rim", 0: "cup"}),
+    decode_riga_mask: ("RIGA+", {0: "background", 128: "cup", 255: "rim"}),
+}
+
+
 def _fundus_sample(image_path: Path, mask_path: Path, domain: str, decode) -> Sample:
-    image = read_image(image_path, "RGB")
-    grey = read_image(mask_path, "L")
-    if grey.shape != image.shape[:2]:
-        raise DataError(
-            mask_path, f"mask size {grey.shape[1]}x{grey.shape[0]} differs from image size "
-            f"{image.shape[1]}x{image.shape[0]} ({image_path.name})"
-        )
+    image, grey = load_pair(image_path, mask_path, channels=3)
+    dataset, levels = ENCODINGS[decode]
+    check_grey_levels(mask_path, grey, levels, dataset, FUNDUS.num_classes)
     name = stem(image_path)
     return Sample(
-        image=np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0,
+        image=image,
         label=decode(grey),
         domain=domain,
         case_id=name,
@@ -99,26 +103,18 @@ class DoFEReader:
         image_dir, mask_dir = base / "image", base / "mask"
         if not image_dir.is_dir():
             raise DataError(image_dir, "folder not found")
-        images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = [p for p in data_files(image_dir) if is_image(p)]
         if not images:
             raise DataError(image_dir, f"empty domain: no images for {domain}/{split}")
         pairs = []
         for image in images:
-            mask = _find_mask(mask_dir, image)
-            pairs.append((image, mask))
+            pairs.append((image, find_mask(mask_dir, image)))
         return pairs
 
+    @plausible
     def samples(self, domain: str, split: str) -> Iterator[Sample]:
         for image, mask in self.pairs(domain, split):
             yield _fundus_sample(image, mask, domain, decode_dofe_mask)
-
-
-def _find_mask(mask_dir: Path, image: Path) -> Path:
-    for suffix in (image.suffix, ".png", ".bmp", ".tif", ".jpg"):
-        candidate = mask_dir / f"{image.stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    raise DataError(image, f"image has no mask in {mask_dir}")
 
 
 class RigaReader:
@@ -153,11 +149,10 @@ class RigaReader:
         if split not in lists:
             raise DataError(self.root / f"{domain}_{split}.csv", "csv list not found")
         path = lists[split]
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or not {"image", "mask"} <= set(reader.fieldnames):
-                raise DataError(path, "csv header must have columns 'image,mask'")
-            pairs = [(self.root / row["image"], self.root / row["mask"]) for row in reader]
+        header, rows = read_csv(path)
+        if not {"image", "mask"} <= set(header):
+            raise DataError(path, "csv header must have columns 'image,mask'")
+        pairs = [(self.root / row["image"], self.root / row["mask"]) for row in rows]
         if not pairs:
             raise DataError(path, f"empty domain: no rows for {domain}/{split}")
         for image, mask in pairs:
@@ -167,6 +162,7 @@ class RigaReader:
                 raise DataError(mask, f"mask listed in {path.name} but not found")
         return pairs
 
+    @plausible
     def samples(self, domain: str, split: str) -> Iterator[Sample]:
         for image, mask in self.pairs(domain, split):
             sample = _fundus_sample(image, mask, domain, decode_riga_mask)

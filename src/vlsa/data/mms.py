@@ -16,7 +16,6 @@ Splits: the labelled cases of each vendor are split by a salted hash of the case
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsa.data.io import existing_root, read_nifti
+from vlsa.data.files import parse_index, read_csv
+from vlsa.data.integrity import check_annotated_frames, plausible
+from vlsa.data.io import existing_root, nifti_labels, read_nifti
 from vlsa.data.resample import normalise_percentile, resample_plane
 from vlsa.data.sample import Sample
 from vlsa.data.spec import CARDIAC
@@ -50,26 +51,19 @@ class MMSCase:
 def find_info_csv(root: Path) -> Path:
     candidates = sorted(root.glob("*.csv"))
     for path in candidates:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), [])
-        if "External code" in [h.strip() for h in header]:
+        if "External code" in read_csv(path)[0]:  # any delimiter: `,` `;` tab
             return path
     raise DataError(root, "no dataset information csv with an 'External code' column")
 
 
 def read_info_csv(path: Path) -> dict[str, dict[str, str]]:
-    """External code -> row. Tolerates the leading unnamed index column some releases carry."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip() for f in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in fields]
-        if missing:
-            raise DataError(path, f"missing column(s) {', '.join(missing)}")
-        rows = {}
-        for row in reader:
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            rows[row["External code"]] = row
-    return rows
+    """External code -> row. Tolerates the leading unnamed index column some releases carry and
+    any delimiter (`,` `;` tab), as spreadsheets in other locales save it."""
+    fields, rows = read_csv(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in fields]
+    if missing:
+        raise DataError(path, f"missing column(s) {', '.join(missing)}")
+    return {row["External code"]: row for row in rows if row.get("External code")}
 
 
 class MMSReader:
@@ -104,10 +98,9 @@ class MMSReader:
                 if code not in info:
                     raise DataError(info_path, f"case {code} ({case_dir}) has no row")
                 row = info[code]
-                try:
-                    ed, es = int(row["ED"]), int(row["ES"])
-                except ValueError:
-                    raise DataError(info_path, f"case {code}: ED/ES are not integers ({row['ED']!r}, {row['ES']!r})") from None
+                ed, es = parse_index(row["ED"]), parse_index(row["ES"])  # `1` or `1.0`
+                if ed is None or es is None:
+                    raise DataError(info_path, f"case {code}: ED/ES are not integers ({row['ED']!r}, {row['ES']!r})")
                 if ed == es:
                     log.warning("%s: case %s has ED == ES (%d), a broken row; skipped", info_path, code, ed)
                     continue
@@ -129,6 +122,7 @@ class MMSReader:
             raise DataError(self.root, f"empty domain: vendor {domain!r} has no {split} cases")
         return chosen
 
+    @plausible
     def samples(self, domain: str, split: str) -> Iterator[Sample]:
         for case in self.cases_of(domain, split):
             yield from self.case_samples(case)
@@ -141,7 +135,8 @@ class MMSReader:
         if label.shape != image.shape:
             raise DataError(case.label, f"ground truth shape {label.shape} differs from image shape {image.shape}")
         frames = image.shape[3]
-        label = np.rint(label).astype(np.int64)
+        label = nifti_labels(case.label, label)
+        check_annotated_frames(case.label, case.code, {"ED": case.ed, "ES": case.es}, label)
         for phase, frame in (("ED", case.ed), ("ES", case.es)):
             if not 0 <= frame < frames:
                 raise DataError(case.image, f"{phase} frame {frame} outside the volume's {frames} frames")

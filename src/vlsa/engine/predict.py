@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vlsa.data.io import is_image, is_nifti, read_image, read_nifti, stem, write_nifti, write_png
+from vlsa.data.io import is_image, is_nifti, load_image, read_nifti, stem, write_nifti, write_png
 from vlsa.data.resample import normalise_percentile, resample_plane
 from vlsa.engine.evaluate import load_run
 from vlsa.engine.geometry import geometry_for, normalise, to_model, to_native
@@ -60,8 +60,7 @@ class Predictor:
         """-> (C x H x W image in [0, 1], H x W label map) per file; the images go through the model in batches."""
         planes = []
         for path in paths:
-            image = read_image(path, "RGB" if self.spec.channels == 3 else "L")
-            chw = (image.transpose(2, 0, 1) if image.ndim == 3 else image[None]).astype(np.float32) / 255.0
+            chw = load_image(path, self.spec.channels)  # C x H x W in [0, 1], any mode / bit depth
             planes.append(normalise_percentile(chw) if self.spec.volumetric else chw)
         return list(zip(planes, self._labels(planes))) if planes else []
 
@@ -86,7 +85,7 @@ class Predictor:
 
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
                   quiet: bool = False) -> list[Path]:
-    import nibabel as nib
+    from vlsa.data.io import read_nifti_header
 
     predictor = Predictor(run_dir, device=device)
     files = collect_inputs(inputs)
@@ -100,7 +99,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         name = stem(path)
         if is_nifti(path):
             labels, affine, slices = predictor.predict_volume(path)
-            header = nib.load(str(path)).header.copy()
+            header = read_nifti_header(path)  # quiet, with the spacing read_nifti used
             header.set_data_dtype(np.uint8)
             header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
             target = output / f"{name}.nii.gz"
