@@ -20,12 +20,12 @@ def medsam():
 @pytest.fixture(scope="module")
 def fundus_256(tmp_path_factory):
     """Two synthetic fundus ROIs at the real model size (256 px), z-scored like model inputs."""
-    from vlsa.data.io import read_image
+    from vlsa.data.io import load_image
     from vlsa.data.synth.fundus import generate_fundus
 
     root = generate_fundus(tmp_path_factory.mktemp("fundus256"), per_domain=2, size=256, seed=0)
     files = sorted(root.rglob("image/*.png"))[::3][:2]
-    imgs = torch.stack([torch.from_numpy(read_image(f, "RGB").copy()).permute(2, 0, 1).float() / 255 for f in files])
+    imgs = torch.stack([torch.from_numpy(load_image(f, 3)) for f in files])
     return (imgs - imgs.mean()) / imgs.std()
 
 
