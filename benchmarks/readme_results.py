@@ -83,12 +83,14 @@ def encoder_headline(speed: dict) -> list[str]:
     if not enc:
         return []
     rows = {(r["path"], r["batch"]): r for r in enc["rows"]}
-    best = max((r for r in enc["rows"] if r["path"] == enc["default_path"]), key=lambda r: r["img_s_best"])
-    eager = rows[("off", best["batch"])]
-    line = (f"- LiteMedSAM encoder at 256 px on {enc['threads']} cores: default path `{enc['default_path']}` "
-            f"{best['img_s_best']:.2f} img/s (batch {best['batch']}) vs eager fp32 {eager['img_s_best']:.2f} img/s "
-            f"({best['speedup']:.1f}×), cosine to eager ≥ {min(best['cosine_per_level']):.4f} per feature map; "
-            f"{best['fraction_of_peak']:.0%} of the measured matmul peak.")
+    mine = [r for r in enc["rows"] if r["path"] == enc["default_path"]]
+    speeds = "; ".join(f"batch {r['batch']}: {r['img_s_best']:.2f} img/s vs {rows[('off', r['batch'])]['img_s_best']:.2f} "
+                       f"({r['speedup']:.1f}× wall, {r['speedup_cpu']:.1f}× CPU time)" for r in mine)
+    load = enc.get("load_average_before", enc["load_average"])[0]
+    line = (f"- LiteMedSAM encoder at 256 px on {enc['threads']} shared cores (load average {load:.1f}): default "
+            f"path `{enc['default_path']}` vs eager fp32, {speeds}; cosine to eager ≥ "
+            f"{min(min(r['cosine_per_level']) for r in mine):.4f} per feature map; "
+            f"{max(r['fraction_of_peak'] for r in mine):.0%} of the measured bf16 matmul peak.")
     pred = speed.get("predict")
     if pred:
         line += " `vlsa predict` end to end: " + ", ".join(f"{r['img_s']:.2f} img/s ({r['path']})" for r in pred["rows"]) + "."
