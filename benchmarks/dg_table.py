@@ -51,6 +51,8 @@ METHODS = {
     "VLSA (medsam) text=none": ["model.text.encoder=none"],
     "VLSA (cnn)": ["model.backbone.name=cnn"],
 }
+# rows produced by their own script into the same runs folder (collected here, not run by this script)
+EXTERNAL_ROWS = {"nnU-Net v2": "benchmarks/nnunet_row.py"}
 CONFIGS = {"fundus": ROOT / "configs" / "fundus_sdg.yaml", "mms": ROOT / "configs" / "mms_sdg.yaml"}
 QUICK = ["train.steps=20", "train.val_every=10", "data.image_size=48", "data.synth.per_domain=8"]
 
@@ -99,7 +101,7 @@ def collect(runs: Path) -> dict:
     """All finished units under `runs` (from this and earlier invocations), in METHODS order."""
     units: dict = {}
     for dataset in CONFIGS:
-        for method in METHODS:
+        for method in [*METHODS, *EXTERNAL_ROWS]:
             for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
                 units.setdefault((dataset, method), {})[int(path.parent.name[1:])] = json.loads(path.read_text())
     return units
@@ -136,7 +138,7 @@ def markdown(table: dict, budget: dict, prov: dict, png: str) -> str:
     out = ["# Single-source DG on the synthetic benchmarks\n", f"![unseen-domain Dice per method]({png})\n",
            "Every source domain -> every unseen target domain (test splits); numbers are means over the four "
            "source choices, then mean ± std over seeds. Same budget for every method: "
-           + ", ".join(f"{k} {v}" for k, v in budget.items()) + ".\n",
+           + ", ".join(f"{k} {v}" for k, v in budget.items()) + "." + _external_note(table) + "\n",
            "Reproduce everything with `python benchmarks/dg_table.py` (resumable: finished units are read back); "
            "the provenance below is of the process that wrote this file.\n", provenance_markdown(prov)]
     for dataset, methods in table.items():
@@ -150,6 +152,17 @@ def markdown(table: dict, budget: dict, prov: dict, png: str) -> str:
                      _pm(r, "unseen_hd95", "{:.2f}")]
             out.append("| " + " | ".join([method, str(len(r["seeds"])), *cells]) + " |")
     return "\n".join(out) + "\n"
+
+
+def _external_note(table: dict) -> str:
+    """The budget of rows made by their own scripts (nnU-Net v2 trains with its own pipeline)."""
+    if not any("nnU-Net v2" in methods for methods in table.values()):
+        return ""
+    from vlsa.baselines.nnunet_row import Budget
+
+    return (f" Except nnU-Net v2 ({EXTERNAL_ROWS['nnU-Net v2']}): {Budget().describe()} (`--quick`: 2 x 3 "
+            "iterations x batch 2 on the first source only); its predictions are scored with the same metrics "
+            "code on the same test cases.")
 
 
 def budget_of(config) -> dict:

@@ -9,9 +9,21 @@ import sys
 from pathlib import Path
 
 from vlsa import __version__
-from vlsa.errors import VlsaError
+from vlsa.errors import Interrupted, VlsaError
 
 EPILOG = "Errors in the input are reported as one line naming the file or key, with exit status 2."
+
+
+def _overrides(pairs: list[str] | None) -> list[str]:
+    """--set overrides, after those in $VLSA_SET (whitespace-separated KEY=VALUE, e.g. for a quick
+    trial: VLSA_SET="train.steps=20 data.image_size=64"); the command line wins."""
+    return [*os.environ.get("VLSA_SET", "").split(), *(pairs or [])]
+
+
+def default_run_dir(config) -> str:
+    """runs/<dataset>-<model>[-<backbone>]-<sources>-s<seed>: runs with different backbones never collide."""
+    model = config.model.name if config.model.name != "vlsa" else f"vlsa-{config.model.backbone.name}"
+    return f"runs/{config.data.dataset}-{model}-{'+'.join(config.data.source)}-s{config.seed}"
 
 
 def _synth(args) -> None:
@@ -34,12 +46,22 @@ def _verify(args) -> None:
     from vlsa.data.domains import open_reader
     from vlsa.data.integrity import verify
 
-    reader = open_reader(args.dataset, args.root, spacing=args.spacing)
+    reader = open_reader(args.dataset, args.root, spacing=args.spacing, domain_pattern=args.domain_pattern)
     domains = args.domains or reader.domains()
     for s in verify(reader, domains):
         fractions = ", ".join(f"{k} {v:.3f}" for k, v in s.label_fraction.items())
         print(f"{s.domain:>16} {s.split:<5} {s.images:5d} images {s.groups:5d} units  [{fractions}]")
     print("ok: dataset passed the integrity check")
+
+
+def _export(args) -> None:
+    from vlsa.data.domains import open_reader
+    from vlsa.data.export_nnunet import export_nnunet
+
+    reader = open_reader(args.dataset, args.root, spacing=args.spacing, domain_pattern=args.domain_pattern)
+    summary = export_nnunet(reader, args.out, domains=args.domains, splits=args.splits, quiet=False)
+    counts = ", ".join(f"{d} {n}" for d, n in summary.domains.items())
+    print(f"wrote {summary.cases} cases ({counts}) to {summary.out} (nnU-Net v2 raw format + domains.csv)")
 
 
 def _train(args) -> None:
@@ -57,10 +79,11 @@ def _train(args) -> None:
             raise SystemExit(code)
         return
 
-    if args.resume and args.out is None:
-        raise VlsaError("--resume needs --out RUN_DIR (the run to continue)")
-    config = None if (args.resume and args.config is None and not args.set) else load_config(args.config, args.set)
-    out = args.out or f"runs/{config.data.dataset}-{config.model.name}-{'+'.join(config.data.source)}-s{config.seed}"
+    sets = _overrides(args.set)
+    if args.resume and args.out is None and args.config is None and not sets:
+        raise VlsaError("--resume needs --out RUN_DIR (the run to continue), or the --config/--set it was started with")
+    config = None if (args.resume and args.config is None and not sets) else load_config(args.config, sets)
+    out = args.out or default_run_dir(config)
     run = train(config, out, resume=args.resume)
     import torch.distributed as dist
 
@@ -73,25 +96,27 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from vlsa.engine.evaluate import evaluate_run
 
-    evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device)
+    result = evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device, split=args.split)
     if args.report:
         from vlsa.report.html import write_report
 
-        print(f"report: {write_report(args.run)}")
+        print(f"report: {write_report(args.run, metrics_file=result['file'])}")
 
 
 def _predict(args) -> None:
     from vlsa.engine.predict import predict_paths
 
-    written = predict_paths(args.run, args.input, args.output, overlay=args.overlay, device=args.device)
-    print(f"wrote {len(written)} prediction(s) to {args.output}")
+    written = predict_paths(args.run, args.input, args.output, overlay=args.overlay, device=args.device,
+                            values=args.values)
+    what = "class indices 0, 1, .." if args.values == "index" else "the dataset's own mask values"
+    print(f"wrote {len(written)} prediction(s) to {args.output} (pixel values: {what})")
 
 
 def _protocol(args) -> None:
     from vlsa.config import load_config
     from vlsa.engine.protocol import protocol_markdown, run_protocol
 
-    config = load_config(args.config, args.set)
+    config = load_config(args.config, _overrides(args.set))
     out = args.out or f"runs/protocol-{config.data.dataset}-{config.model.name}-{args.mode}-s{config.seed}"
     result = run_protocol(config, args.mode, out)
     print(protocol_markdown(result))
@@ -108,7 +133,7 @@ def _diagnose(args) -> None:
 def _demo(args) -> None:
     from vlsa.engine.demo import run_demo
 
-    run_demo(args.out, args.set)
+    run_demo(args.out, _overrides(args.set))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,19 +159,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check a dataset's integrity before use", epilog=EPILOG,
                        description="Load every image/mask pair once and check pairing, sizes, label values, empty domains.")
-    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "folder"])
+    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "nnunet", "folder"])
     p.add_argument("--root", required=True)
     p.add_argument("--domains", nargs="+")
     p.add_argument("--spacing", type=float, default=None, help="mms: in-plane resampling, mm")
+    p.add_argument("--domain-pattern", default=None, help="nnunet: regex finding a case's domain in its name")
     p.set_defaults(func=_verify)
+
+    p = sub.add_parser("export", help="write a dataset in another tool's format (nnU-Net v2)", epilog=EPILOG,
+                       description="Write any dataset vlsa reads (synthetic included) as an nnU-Net v2 raw dataset "
+                                   "(imagesTr, labelsTr, dataset.json) with domains.csv (case,domain,split,subject).")
+    p.add_argument("format", choices=["nnunet"])
+    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "nnunet", "folder"])
+    p.add_argument("--root", required=True, help="the dataset to export")
+    p.add_argument("--out", required=True, help="output folder named DatasetXXX_Name (must not exist)")
+    p.add_argument("--domains", nargs="+", help="domains to export (default: all)")
+    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    p.add_argument("--spacing", type=float, default=None, help="volumes: in-plane resampling, mm")
+    p.add_argument("--domain-pattern", default=None, help="nnunet input: regex finding a case's domain in its name")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("train", help="train a model on the source domain(s)", epilog=EPILOG,
                        description="Train on the config's source domain(s); checkpoints are selected on a source "
                                    "validation split, never on target domains.")
-    p.add_argument("--config", help="YAML config (configs/*.yaml); defaults if omitted")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.steps=100")
-    p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<source>-s<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    p.add_argument("--config", help="YAML file, or a packaged config by name (fundus_sdg, mms_sdg, folder_sdg, demo); "
+                                    "defaults if omitted")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. train.steps=100 (also read from $VLSA_SET)")
+    p.add_argument("--out", help="run directory (default runs/<dataset>-<model>[-<backbone>]-<source>-s<seed>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (or the config's default run folder) from checkpoints/last.pt")
     p.add_argument("--devices", type=int, default=None,
                    help="launch N processes on this node with torchrun (DDP: NCCL on GPUs, gloo on CPU)")
     p.set_defaults(func=_train)
@@ -155,25 +197,32 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a run on each domain's test split; writes metrics.json/.csv/.md and overlays.")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--data", help="dataset root (default: the run's)")
-    p.add_argument("--domains", nargs="+", help="domains to evaluate (default: sources and targets)")
+    p.add_argument("--domains", nargs="+", help="domains to evaluate (default: sources and targets); a subset or "
+                                                  "--data elsewhere writes metrics_<what>.json, never metrics.json")
+    p.add_argument("--split", default="test", choices=["test", "all"],
+                   help="test (default): each domain's test split; all: every image of the target domains")
     p.add_argument("--device", default="cpu")
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="segment image or NIfTI files", epilog=EPILOG,
                        description="PNG/JPEG in -> label PNG out (pixel = class index, same size and name); "
-                                   "NIfTI in -> NIfTI out with the same shape and affine.")
+                                   "NIfTI in -> NIfTI out with the same shape and affine. The output folder must "
+                                   "not overlap the inputs.")
     p.add_argument("--run", required=True)
     p.add_argument("--input", required=True, nargs="+", help="files or folders")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument("--values", default="index", choices=["index", "dataset"],
+                   help="index (default): pixel = class index 0, 1, ..; dataset: the training data's own mask "
+                        "values (classes.yaml values, DoFE 255/128/0)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("protocol", help="run a DG protocol over all source choices", epilog=EPILOG,
                        description="single-source: train on each domain, evaluate on all; lodo: leave one domain out. "
                                    "Finished runs are cached, so an interrupted protocol resumes.")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="YAML file or packaged config name (e.g. folder_sdg)")
     p.add_argument("--mode", required=True, choices=["single-source", "lodo"])
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--out", help="output folder")
@@ -200,11 +249,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    for i, token in enumerate(argv[:-1]):
+        if token == "--set" and "=" not in argv[i + 1]:
+            print(f"vlsa: error: --set {argv[i + 1]}: expected KEY=VALUE in one word, e.g. "
+                  f"--set {argv[i + 1]}={argv[i + 2] if i + 2 < len(argv) and not argv[i + 2].startswith('-') else 'VALUE'}",
+                  file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     args.argv = argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="vlsa: %(message)s")
     try:
         args.func(args)
+    except Interrupted as exc:
+        print(f"vlsa: {exc}", file=sys.stderr)
+        return exc.exit_status
     except VlsaError as exc:
         print(f"vlsa: error: {exc}", file=sys.stderr)
         return 2

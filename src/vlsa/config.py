@@ -37,7 +37,7 @@ class AugmentConfig(Strict):
 
 
 class DataConfig(Strict):
-    dataset: Literal["fundus", "riga", "mms", "folder"] = "fundus"
+    dataset: Literal["fundus", "riga", "mms", "nnunet", "folder"] = "fundus"
     root: str | None = None
     source: list[str] = Field(default_factory=lambda: ["Domain1"])
     targets: list[str] | None = None
@@ -46,14 +46,15 @@ class DataConfig(Strict):
     normalise: Literal["none", "zscore"] = "zscore"
     val_fraction: float = Field(0.2, ge=0, lt=1)
     test_fraction: float = Field(0.3, gt=0, lt=1)
+    domain_pattern: str | None = Field(None, description="nnunet: regex finding a case's domain in its name")
     synth: SynthConfig = Field(default_factory=SynthConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("source", "targets", mode="before")
     @classmethod
     def _one_or_list(cls, value):
-        if isinstance(value, str):
-            return [value]
+        if isinstance(value, str):  # "hospA" or "hospA,hospB"
+            return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
 
@@ -143,11 +144,27 @@ class Config(Strict):
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys allowed next to the one at `loc` (the fields of its section)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
 def _format_error(exc: ValidationError, origin: str) -> str:
+    import difflib
+
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        return f"{origin}: unknown config key '{key}'"
+        close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"]), n=1, cutoff=0.6)
+        prefix = ".".join(str(p) for p in err["loc"][:-1])
+        hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
+        return f"{origin}: unknown config key '{key}'{hint}"
     return f"{origin}: config key '{key}': {err['msg']} (got {err.get('input')!r})"
 
 
@@ -167,7 +184,7 @@ def parse_overrides(pairs: list[str] | None) -> list[tuple[str, Any]]:
     out = []
     for pair in pairs or []:
         if "=" not in pair:
-            raise ConfigError(f"--set {pair!r}: expected key=value")
+            raise ConfigError(f"--set {pair}: expected KEY=VALUE with '=' and no spaces, e.g. --set {pair}=VALUE")
         key, raw = pair.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else None
@@ -187,15 +204,35 @@ def build_config(tree: dict | None = None, overrides: list[str] | None = None, o
         raise ConfigError(_format_error(exc, origin)) from None
 
 
+def packaged_configs() -> dict[str, Path]:
+    """Configs shipped inside the package (src/vlsa/configs): name -> file."""
+    from importlib import resources
+
+    folder = resources.files("vlsa") / "configs"
+    return {Path(str(f)).stem: Path(str(f)) for f in folder.iterdir() if str(f).endswith(".yaml")}
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file path, or the name of a packaged config (`fundus_sdg` or `fundus_sdg.yaml`),
+    usable from any directory. A file that exists wins over a packaged config of the same name.
+    Raises ConfigError naming the packaged configs when neither exists."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = packaged_configs()
+    if path.parent == Path(".") and path.name.removesuffix(".yaml") in shipped:
+        return shipped[path.name.removesuffix(".yaml")]
+    raise ConfigError(f"{path}: config file not found (packaged configs, usable by name: {', '.join(sorted(shipped))})")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or the defaults when `path` is None) and apply `--set` overrides."""
+    """Read a YAML config (a file, a packaged config's name, or the defaults when `path` is None)
+    and apply `--set` overrides."""
     tree: dict = {}
     origin = "config"
     if path is not None:
-        path = Path(path)
+        path = resolve_config_path(path)
         origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

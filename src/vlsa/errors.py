@@ -29,3 +29,12 @@ class ConfigError(VlsaError):
 
 class CheckpointError(VlsaError):
     """A checkpoint is missing, unsafe or belongs to another model."""
+
+
+class Interrupted(VlsaError):
+    """Training stopped by a signal after saving its last checkpoint; exit status 128 + the signal's
+    number (130 for SIGINT / Ctrl-C, 143 for SIGTERM), as a shell reports a process a signal ended."""
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.exit_status = 128 + int(signum)

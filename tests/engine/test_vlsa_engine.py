@@ -23,9 +23,9 @@ def test_vlsa_cnn_train_evaluate_predict(fundus_root, tmp_path):
     run = tmp_path / "run"
     assert main(["train", *args, "--out", str(run)]) == 0
     assert main(["evaluate", "--run", str(run), "--domains", "Domain1", "Domain2", "--report"]) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / "metrics_Domain1+Domain2.json").read_text())  # a subset: beside metrics.json
     assert set(metrics["domains"]) == {"Domain1", "Domain2"} and set(metrics["domains"]["Domain2"]["dice"]) == {"disc", "cup", "mean"}
-    assert (run / "report.html").read_text().count("<table>") == 3
+    assert (run / "report_Domain1+Domain2.html").read_text().count("<table>") == 3
     Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(tmp_path / "x.png")
     assert main(["predict", "--run", str(run), "--input", str(tmp_path / "x.png"), "--output", str(tmp_path / "p")]) == 0
     assert np.asarray(Image.open(tmp_path / "p" / "x.png")).shape == (40, 30)

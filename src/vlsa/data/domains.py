@@ -6,11 +6,14 @@ from pathlib import Path
 
 from vlsa.errors import DataError
 
-DATASETS = ("fundus", "riga", "mms", "folder")
+DATASETS = ("fundus", "riga", "mms", "nnunet", "folder")
 
 
-def open_reader(dataset: str, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3):
-    """Return the reader for `dataset` (`fundus` = DoFE layout, `riga`, `mms`, `folder`)."""
+def open_reader(dataset: str, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3,
+                domain_pattern: str | None = None):
+    """Return the reader for `dataset` (`fundus` = DoFE layout, `riga`, `mms`, `nnunet`, `folder`).
+
+    `domain_pattern` (nnunet only): regex finding a case's domain in its name (else domains.csv)."""
     if dataset == "fundus":
         from vlsa.data.fundus import DoFEReader
 
@@ -23,6 +26,10 @@ def open_reader(dataset: str, root: str | Path, spacing: float | None = None, te
         from vlsa.data.mms import MMSReader
 
         return MMSReader(root, spacing=spacing, test_fraction=test_fraction)
+    if dataset == "nnunet":
+        from vlsa.data.nnunet import NNUNetReader
+
+        return NNUNetReader(root, spacing=spacing, test_fraction=test_fraction, domain_pattern=domain_pattern)
     if dataset == "folder":
         from vlsa.data.folder import FolderReader
 

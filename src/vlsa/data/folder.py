@@ -56,6 +56,9 @@ def load_classes(path: Path) -> tuple[DatasetSpec, dict[int, int]]:
         value = entry["value"]
         if not isinstance(value, int) or value == 0 or value in values:
             raise DataError(path, f"class {entry['name']!r}: value must be a unique non-zero integer, got {value!r}")
+        if str(entry["name"]) in names or str(entry["name"]) == "background":
+            raise DataError(path, f"class #{i}: name {entry['name']!r} is used twice (or is 'background'); "
+                                  "each class needs its own name")
         names.append(str(entry["name"]))
         values[value] = i
         descriptions[str(entry["name"])] = str(entry.get("description", entry["name"]))

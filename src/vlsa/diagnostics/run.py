@@ -46,7 +46,8 @@ def diagnose_run(run_dir: str | Path, data=None, domains: list[str] | None = Non
         if "class_embeddings" in outs:
             text.append(outs["class_embeddings"].mean(0))
             _domain_maps(outs, prepared, spec, domain, images_per_domain, run_dir)
-    result = {"run": str(run_dir), "source": sources, "levels": {}, "classes": list(spec.label_names)}
+    result = {"run": str(run_dir), "source": sources, "levels": {}, "classes": list(spec.label_names),
+              "maps": bool(text)}  # EM/text maps exist only for models with class embeddings (VLSA)
     for level, by_domain in samples.items():
         result["levels"][level] = _level_measures(by_domain, sources, spec)
     if text and "pixel_embeddings" in samples:
@@ -136,6 +137,10 @@ def diagnostics_markdown(result: dict) -> str:
         lines.append("|---|" + "---|" * len(names))
         for domain, al in result["text_alignment"].items():
             lines.append(f"| {domain} | " + " | ".join(f"{al['nearest_own'].get(n, float('nan')):.3f}" for n in names) + " |")
-    lines.append("\nPictures: `diagnostics/tsne.png` (classes by colour, domains by marker) and "
-                 "`diagnostics/maps_<domain>.png` (EM argmax centre, per-class text similarity).")
+    pictures = "\nPictures: `diagnostics/tsne.png` (classes by colour, domains by marker)"
+    if result.get("maps", True):
+        pictures += " and `diagnostics/maps_<domain>.png` (EM argmax centre, per-class text similarity)"
+    else:
+        pictures += "; no EM/text maps (the model has no EM centres or class text embeddings)"
+    lines.append(pictures + ".")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,7 @@
 """Evaluate a trained run on every domain's test split: per-class Dice / HD95 / ASD per domain,
-written as metrics.json / .csv / .md with overlay grids, and printed as a table."""
+written as metrics.json / .csv / .md with overlays of each domain's worst cases, and printed as a
+table. A subset of domains, another dataset folder or every image of the targets (`split='all'`)
+is written as metrics_<what>.* beside them, never over them."""
 
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ from tqdm import tqdm
 from vlsa.config import load_config
 from vlsa.data.domains import check_domains
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
+from vlsa.engine.compat import check_compatible, run_info
 from vlsa.engine.data import domains_of, open_configured, prepare
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.runinfo import resolve_device
-from vlsa.errors import VlsaError
+from vlsa.errors import DataError, VlsaError
 from vlsa.models import build_model
-from vlsa.report.overlay import draw_contours, grid, to_rgb
+from vlsa.report.overlay import case_panel, stack_panels, to_rgb
 from vlsa.report.tables import console, domain_table, metrics_csv, metrics_markdown
 from vlsa.utils.atomic import write_json, write_text
 
@@ -39,47 +42,103 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     return config, spec, model
 
 
-def overlay_tiles(prepared, preds, spec, count: int) -> list:
-    """A few images with true contours (solid) and predicted contours (dashed)."""
-    if count <= 0 or len(prepared) == 0:
-        return []
-    order = np.argsort([-len(np.unique(lab)) for lab in prepared.labels.numpy()], kind="stable")
-    picked = order[:: max(1, len(order) // count)][:count] if spec.volumetric else np.arange(min(count, len(prepared)))
-    tiles = []
-    for i in picked:
-        rgb = prepared.display[i] if prepared.display is not None else to_rgb(prepared.images[i].numpy())
-        rgb = draw_contours(rgb, prepared.labels[i].numpy(), spec)
-        tiles.append(draw_contours(rgb, preds[i].numpy(), spec, dashed=True))
-    return tiles
+def overlay_tiles(images: list[np.ndarray], samples, preds: list[np.ndarray], spec, count: int, scores):
+    """The `count` worst cases of a domain (lowest mean Dice first) as one PNG array: a legend, then
+    per case [truth | prediction] at native resolution (long side capped at 512 px), captioned with
+    its name and Dice. images: native C x H x W float arrays; preds: native H x W label maps. For
+    volumes the slice with the most foreground in truth or prediction stands for its volume."""
+    if count <= 0 or not samples:
+        return None
+    dice = {cid: float(np.nanmean([c["dice"][r] for r in spec.regions])) for cid, c in zip(scores.case_ids, scores.cases)}
+    worst = sorted(dice, key=lambda cid: (np.isnan(dice[cid]), dice[cid]))[:count]
+    panels = []
+    for cid in worst:
+        members = [i for i, s in enumerate(samples) if s.group == cid]
+        i = max(members, key=lambda j: int((samples[j].label > 0).sum() + (preds[j] > 0).sum()))
+        name = cid if not spec.volumetric else f"{cid} slice {samples[i].slice_index}"
+        panels.append(case_panel(to_rgb(images[i]), samples[i].label, preds[i], spec, f"{name}  Dice {dice[cid]:.3f}"))
+    return stack_panels(panels, spec)
+
+
+def results_name(domains: list[str] | None, full: list[str], data_is_other: bool, data, split: str) -> str:
+    """'metrics' for the run's full evaluation; 'metrics_<what>' for anything else, so a subset,
+    another dataset or another split never replaces the results protocols and reports read."""
+    parts = []
+    if data_is_other:
+        parts.append(f"data-{Path(data).resolve().name}")
+    if domains is not None and list(domains) != list(full):
+        parts.append("+".join(domains))
+    if split != "test":
+        parts.append(f"split-{split}")
+    return "metrics" if not parts else "metrics_" + "_".join(parts)
+
+
+def split_samples(reader, domain: str, split: str) -> list:
+    """The samples of one split, or of both (`all`: every labelled image of the domain)."""
+    if split != "all":
+        return list(reader.samples(domain, split))
+    out = []
+    for part in ("train", "test"):
+        try:
+            out.extend(reader.samples(domain, part))
+        except DataError as exc:
+            if "empty domain" not in exc.problem:
+                raise
+    if not out:
+        raise DataError(reader.root, f"empty domain: no images for {domain}")
+    return out
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: list[str] | None = None,
-                 device: str = "cpu", quiet: bool = False) -> dict:
+                 device: str = "cpu", quiet: bool = False, split: str = "test") -> dict:
+    """Score a run per domain. The full evaluation (every domain, test split, the run's data) writes
+    metrics.json/.csv/.md; a subset, `--data` elsewhere or `split='all'` writes metrics_<what>.*
+    beside it. `split='all'` scores every image of the target domains (they were never trained on).
+    Raises VlsaError for unknown domains or data whose classes differ from the run's."""
     run_dir = Path(run_dir)
     config, spec, model = load_run(run_dir, device=device)
     reader = open_configured(config, root=data)
+    run_root = run_info(run_dir).get("dataset_root")
+    data_is_other = data is not None and (run_root is None or Path(data).resolve() != Path(run_root).resolve())
+    if data_is_other:
+        check_compatible(run_dir, spec, reader)
     sources, targets = domains_of(config, reader)
-    chosen = domains or [*sources, *targets]
+    if split not in ("test", "all"):
+        raise VlsaError(f"--split {split!r}: choose test or all")
+    full = [*sources, *targets]
+    chosen = domains or (targets if split == "all" else full)
     check_domains(chosen, reader.domains(), "evaluation", reader.root)
+    if split == "all" and set(chosen) & set(sources):
+        raise VlsaError(f"--split all scores every image, including the training images of sources "
+                        f"{sorted(set(chosen) & set(sources))}; choose target domains only")
+    name = results_name(domains, full if split == "test" else targets, data_is_other, data, split)
     result = {"dataset": config.data.dataset, "source": sources, "units": "mm" if spec.volumetric else "px",
-              "unit_of_evaluation": "volume" if spec.volumetric else "image", "domains": {}}
+              "unit_of_evaluation": "volume" if spec.volumetric else "image", "split": split,
+              "data": str(reader.root), "file": f"{name}.json", "domains": {}}
     overlay_rows = {}
     for domain in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
-        prepared = prepare(list(reader.samples(domain, "test")), config, spec)
+        samples = split_samples(reader, domain, split)
+        images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
+        prepared = prepare(samples, config, spec)
         native, small = predict_prepared(model, prepared, config.eval.batch_size, resolve_device(device))
-        agg = score(prepared, native, spec).aggregate()
+        scores = score(prepared, native, spec)
+        agg = scores.aggregate()
         result["domains"][domain] = {"role": "source" if domain in sources else "target", **agg}
-        overlay_rows[domain] = overlay_tiles(prepared, small, spec, config.eval.overlays)
-    write_json(run_dir / "metrics.json", result)
-    write_text(run_dir / "metrics.csv", metrics_csv(result))
-    write_text(run_dir / "metrics.md", metrics_markdown(result))
+        overlay_rows[domain] = overlay_tiles(images, prepared.samples, native, spec, config.eval.overlays, scores)
+        del images
+    write_json(run_dir / f"{name}.json", result)
+    write_text(run_dir / f"{name}.csv", metrics_csv(result))
+    write_text(run_dir / f"{name}.md", metrics_markdown(result))
     from vlsa.data.io import write_png
 
-    for domain, tiles in overlay_rows.items():
-        if tiles:
-            write_png(run_dir / "overlays" / f"{domain}.png", grid([tiles]))
+    folder = run_dir / ("overlays" if name == "metrics" else f"overlays_{name.removeprefix('metrics_')}")
+    for domain, panel in overlay_rows.items():
+        if panel is not None:
+            write_png(folder / f"{domain}.png", panel)
     if not quiet:
         print(console(domain_table(result, "dice")))
+        if name != "metrics":
+            print(f"results: {run_dir / (name + '.json')} (metrics.json, the full evaluation, is left as it is)")
     return result
 
 

@@ -1,4 +1,5 @@
-"""Prediction on files: PNG/JPEG in -> label PNG out (same size and name, pixel = class index);
+"""Prediction on files: PNG/JPEG in -> label PNG out (same size and name, pixel = class index, or
+the dataset's own mask values with `values='dataset'`);
 NIfTI in -> NIfTI out with the input's shape and affine (slices resampled to the model's spacing
 and back)."""
 
@@ -33,11 +34,28 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
             files.append(p)
         else:
             raise DataError(p, "input not found")
-    names = [stem(f) for f in files]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise DataError(None, f"two inputs would write the same output name: {dup[0]}")
+    seen: dict[str, Path] = {}
+    for f in files:
+        if stem(f) in seen:
+            raise DataError(None, f"{seen[stem(f)]} and {f} would both write the output {stem(f)!r}; "
+                                  "predict them into separate --output folders")
+        seen[stem(f)] = f
     return files
+
+
+def check_no_overlap(inputs: list[str | Path], output: str | Path) -> None:
+    """Refuse an --output that could write over (or mix with) the inputs: an input folder itself, a
+    folder inside or around an input folder, an input file, or the folder an input file lies in."""
+    out = Path(output).resolve()
+    for raw in inputs:
+        p = Path(raw).resolve()
+        if p.is_dir():
+            clash = out == p or p in out.parents or out in p.parents
+        else:
+            clash = out == p or out == p.parent
+        if clash:
+            raise DataError(output, f"output folder overlaps the input {raw}; predictions could overwrite "
+                                    "the input images, choose an --output outside the inputs")
 
 
 class Predictor:
@@ -83,12 +101,38 @@ class Predictor:
         return out, affine, list(zip(planes, labels))
 
 
+def run_mask_values(run_dir: str | Path, predictor: Predictor) -> tuple[int, ...]:
+    """Label index -> the run's dataset's own mask value (recorded in run.json at training; for
+    older runs read from the run's dataset)."""
+    from vlsa.engine.compat import mask_values, run_info
+
+    values = run_info(run_dir).get("mask_values")
+    if values is None:
+        from vlsa.engine.data import open_configured
+
+        values = mask_values(open_configured(predictor.config))
+    values = tuple(int(v) for v in values)
+    if len(values) != predictor.spec.num_classes or max(values) > 255 or min(values) < 0:
+        raise DataError(Path(run_dir) / "run.json",
+                        f"mask values {list(values)} do not fit {predictor.spec.num_classes} classes in 8 bits")
+    return values
+
+
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
-                  quiet: bool = False) -> list[Path]:
+                  quiet: bool = False, values: str = "index") -> list[Path]:
+    """Write one label file per input into `output`. values='index': pixel = class index (0, 1, ..);
+    values='dataset': the training dataset's own mask values (e.g. DoFE 255/128/0, classes.yaml's).
+    Raises DataError when `output` overlaps an input or two inputs share an output name."""
     from vlsa.data.io import read_nifti_header
 
-    predictor = Predictor(run_dir, device=device)
+    check_no_overlap(inputs, output)
     files = collect_inputs(inputs)
+    predictor = Predictor(run_dir, device=device)
+    lut = np.arange(predictor.spec.num_classes, dtype=np.uint8)
+    if values == "dataset":
+        lut = np.asarray(run_mask_values(run_dir, predictor), dtype=np.uint8)
+    elif values != "index":
+        raise DataError(None, f"--values {values!r}: choose index or dataset")
     output = Path(output)
     written, done = [], {}
     chunk = max(1, predictor.config.eval.batch_size)
@@ -103,7 +147,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
             header.set_data_dtype(np.uint8)
             header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
             target = output / f"{name}.nii.gz"
-            write_nifti(target, labels, affine, header=header)
+            write_nifti(target, lut[labels], affine, header=header)
             if overlay:
                 shown = [s for s in slices if s[1].any()][:8] or slices[:1]
                 tiles = [draw_contours(to_rgb(img), lab, predictor.spec) for img, lab in shown]
@@ -111,7 +155,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         else:
             image, labels = done.pop(path)
             target = output / f"{name}.png"
-            write_png(target, labels)
+            write_png(target, lut[labels])
             if overlay:
                 write_png(output / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
         written.append(target)

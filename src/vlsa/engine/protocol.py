@@ -14,7 +14,7 @@ from vlsa.config import Config
 from vlsa.data.domains import protocol_splits
 from vlsa.engine.data import open_configured
 from vlsa.engine.evaluate import evaluate_run, read_metrics
-from vlsa.engine.train import train
+from vlsa.engine.train import finished_steps, train
 from vlsa.report.tables import markdown
 from vlsa.utils.atomic import write_json, write_text
 
@@ -28,7 +28,8 @@ def run_one(config: Config, run_dir: Path, quiet: bool = False) -> dict:
     if (run_dir / "metrics.json").is_file():
         return read_metrics(run_dir)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
-    train(None if resume else config, run_dir, resume=resume, quiet=quiet)
+    if not resume or finished_steps(run_dir) < config.train.steps:  # trained but not yet evaluated: evaluate
+        train(None if resume else config, run_dir, resume=resume, quiet=quiet)
     return evaluate_run(run_dir, quiet=True)
 
 
@@ -43,12 +44,25 @@ def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False
         cfg.data.targets = targets
         name = run_name(sources, targets, mode)
         runs[name] = run_one(cfg, out / name, quiet=quiet)
-    result = {"mode": mode, "dataset": config.data.dataset, "domains": domains, "runs": runs,
+    result = {"mode": mode, "dataset": config.data.dataset, "domains": domains, "model": model_label(config),
+              "budget": budget(config), "runs": runs,
               "table": dice_matrix(runs, domains)}
     write_json(out / "protocol.json", result)
     write_text(out / "protocol.md", protocol_markdown(result))
     write_text(out / "protocol.csv", protocol_csv(result))
     return result
+
+
+def model_label(config: Config) -> str:
+    """'unet', or 'vlsa (medsam, frozen)': enough to tell two protocol tables apart."""
+    m = config.model
+    return m.name if m.name != "vlsa" else f"vlsa ({m.backbone.name}, {m.backbone.tuning})"
+
+
+def budget(config: Config) -> dict:
+    t = config.train
+    return {"steps": t.steps, "batch_size": t.batch_size, "lr": t.lr, "image_size": config.data.image_size,
+            "seed": config.seed}
 
 
 def dice_matrix(runs: dict, domains: list[str]) -> dict:
@@ -68,7 +82,8 @@ def dice_matrix(runs: dict, domains: list[str]) -> dict:
 def _rows(result: dict) -> list[list[str]]:
     domains, table = result["domains"], result["table"]
     extra = [k for k in next(iter(table.values())) if k.startswith("unseen_")]
-    header = ["source \\ target", *domains, "unseen mean", *(k.replace("unseen_", "unseen ") for k in extra)]
+    corner = "held out (trained on the rest) \\ evaluated" if result["mode"] == "lodo" else "source \\ target"
+    header = [corner, *domains, "unseen mean", *(k.replace("unseen_", "unseen ") for k in extra)]
     rows = [header]
     for name, row in table.items():
         sources = set(result["runs"][name]["source"])
@@ -86,9 +101,16 @@ def _rows(result: dict) -> list[list[str]]:
 
 
 def protocol_markdown(result: dict) -> str:
-    return (f"# {result['mode']} protocol on {result['dataset']}: mean Dice\n\n"
-            "Rows: source domain(s); columns: evaluation domain (test split). Values in parentheses are the "
-            "source's own test split (in-domain); `unseen mean` averages the target domains only.\n\n"
+    rows = ("Rows: the held-out domain of each run (trained on all the others)" if result["mode"] == "lodo"
+            else "Rows: source domain")
+    b = result.get("budget")
+    setup = ""
+    if b:
+        setup = (f"Model: {result.get('model')}; budget: {b['steps']} steps, batch {b['batch_size']}, lr {b['lr']}, "
+                 f"{b['image_size']} px, seed {b['seed']}.\n\n")
+    return (f"# {result['mode']} protocol on {result['dataset']}: mean Dice\n\n" + setup +
+            f"{rows}; columns: evaluation domain (test split). Values in parentheses are the "
+            "sources' own test splits (in-domain); `unseen mean` averages the target domains only.\n\n"
             + markdown(_rows(result)))
 
 

@@ -26,7 +26,7 @@ from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_check
 from vlsa.engine.data import domains_of, load_source, open_configured, prepare
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
-from vlsa.errors import VlsaError
+from vlsa.errors import Interrupted, VlsaError
 from vlsa.losses import SegmentationLoss
 from vlsa.models import build_model
 from vlsa.utils.atomic import write_json
@@ -49,25 +49,31 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 class _Stop:
-    """Turns SIGTERM into 'save a last checkpoint, then stop' instead of dying mid-write."""
+    """Turns SIGTERM and SIGINT (Ctrl-C) into 'finish this step, save a last checkpoint, then stop'
+    instead of dying mid-write. A second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.requested = None  # the name of the signal received
+        self._previous: dict = {}
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread
-            self._previous = None
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
         return self
 
-    def _handle(self, *_):
-        self.requested = True
+    def _handle(self, signum, _frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def _read_log(path: Path, upto: int) -> list[dict]:
@@ -92,10 +98,16 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
     out = Path(out)
     ckpt_dir = out / "checkpoints"
     last_path = ckpt_dir / "last.pt"
+    if config is not None and config.data.root is not None:  # absolute, so the run works from any folder
+        config.data.root = str(Path(config.data.root).expanduser().resolve())
     if resume:
         if not last_path.is_file():
             raise VlsaError(f"{last_path}: nothing to resume (no last checkpoint)")
         saved = load_config(out / "config.yaml")
+        done = finished_steps(out)
+        if done >= saved.train.steps:
+            raise VlsaError(f"{out}: the run is already finished ({done} of {saved.train.steps} steps); "
+                            f"evaluate it with: vlsa evaluate --run {out}")
         if config is not None and config.digest() != saved.digest():
             raise VlsaError(f"{out / 'config.yaml'}: --resume with a config that differs from the run's; "
                             "drop --config/--set to continue the run as it was")
@@ -144,7 +156,11 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
         except OSError as exc:
             raise VlsaError(f"{out}: cannot create the run directory ({exc.strerror})") from None
         save_config(config, out / "config.yaml")
-        write_json(out / "run.json", {"sources": sources, "targets": targets, "dataset_root": str(reader.root),
+        from vlsa.engine.compat import mask_values
+
+        write_json(out / "run.json", {"sources": sources, "targets": targets,
+                                      "dataset_root": str(Path(reader.root).resolve()),
+                                      "mask_values": list(mask_values(reader)),
                                       "train_samples": len(train_set), "val_samples": len(val_set),
                                       "val_cases": sorted({s.case_id for s in val_samples}),
                                       "seed": config.seed, "processes": info.world, **environment(str(device))})
@@ -211,7 +227,10 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                                  "val_dice": "" if np.isnan(val) else f"{val:.4f}",
                                  "seconds": f"{time.time() - t0:.2f}"})
                 running = []
-                bar.set_postfix(loss=log_rows[-1]["loss"], val=f"{best['score']:.3f}")
+                shown = {"loss": log_rows[-1]["loss"]}
+                if best["step"] > 0:  # no 'val=-1.000' before the first validation
+                    shown["best_val"] = f"{best['score']:.3f}"
+                bar.set_postfix(shown)
             if step % cfg.val_every == 0 or step == end or stop.requested:
                 save(step, last_path)
                 if main:
@@ -219,7 +238,9 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                 distributed.barrier(info)
             if stop.requested:
                 bar.close()
-                raise VlsaError(f"{out}: stopped by SIGTERM at step {step}; resume with --resume")
+                raise Interrupted(f"{out}: stopped by {stop.requested} at step {step} of {cfg.steps}, "
+                                f"{last_path} saved; continue with: vlsa train --out {out} --resume",
+                                  signal.Signals[stop.requested])
     bar.close()
     if step >= cfg.steps:
         if best["step"] < 0:  # no validation split: the last weights are the selected ones
@@ -231,5 +252,21 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
 
             plot_curves(out / "log.csv", out / "curves.png")
     distributed.barrier(info)
+    if main and not quiet and step >= cfg.steps:
+        print(summary(out, best, ckpt_dir / "best.pt"))
     return out
+
+
+def finished_steps(out: str | Path) -> int:
+    """The step of the run's last checkpoint (0 when there is none)."""
+    last = Path(out) / "checkpoints" / "last.pt"
+    return int(load_checkpoint(last)["step"]) if last.is_file() else 0
+
+
+def summary(out: Path, best: dict, checkpoint: Path) -> str:
+    """The lines printed when training ends: best validation Dice, its step, the checkpoint, next."""
+    score_text = "no validation split (last weights kept)" if np.isnan(best["score"]) else f"{best['score']:.3f}"
+    return (f"best source validation Dice {score_text} at step {best['step']}\n"
+            f"checkpoint: {checkpoint}\n"
+            f"next: vlsa evaluate --run {out} --report")
 

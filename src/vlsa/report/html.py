@@ -16,26 +16,30 @@ def _table_html(rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(run_dir: str | Path, title: str = "vlsa run") -> Path:
+def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str = "metrics.json") -> Path:
+    """report.html from metrics.json (or report_<what>.html from metrics_<what>.json)."""
     run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / metrics_file).read_text())
+    suffix = Path(metrics_file).stem.removeprefix("metrics")
+    overlay_dir = run_dir / ("overlays" if not suffix else f"overlays{suffix}")
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     units = metrics.get("units", "px")
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Dataset <b>{html.escape(metrics['dataset'])}</b>; trained on <b>{html.escape(', '.join(metrics['source']))}</b>; "
-        f"evaluated per {html.escape(metrics.get('unit_of_evaluation', 'image'))} on each domain's test split.</p>",
+        f"evaluated per {html.escape(metrics.get('unit_of_evaluation', 'image'))} on each domain's "
+        f"{'images (all splits)' if metrics.get('split') == 'all' else 'test split'}.</p>",
         "<h2>Dice</h2>", _table_html(domain_table(metrics, "dice")),
         f"<h2>HD95 ({units})</h2>", _table_html(domain_table(metrics, "hd95")),
         f"<h2>ASD ({units})</h2>", _table_html(domain_table(metrics, "asd")),
     ]
     if (run_dir / "curves.png").is_file():
         parts += ["<h2>Training curves</h2>", '<img src="curves.png" alt="training curves">']
-    overlays = sorted((run_dir / "overlays").glob("*.png")) if (run_dir / "overlays").is_dir() else []
+    overlays = sorted(overlay_dir.glob("*.png")) if overlay_dir.is_dir() else []
     if overlays:
-        parts.append("<h2>Overlays</h2><p>Solid: ground truth; dashed: prediction.</p>")
+        parts.append("<h2>Overlays</h2><p>The worst cases of each domain first (lowest Dice), at native resolution: left ground truth, right prediction, one colour per class (legend on top).</p>")
         for png in overlays:
-            parts.append(f"<h3>{html.escape(png.stem)}</h3><img src=\"overlays/{png.name}\" alt=\"{png.stem}\">")
+            parts.append(f"<h3>{html.escape(png.stem)}</h3><img src=\"{overlay_dir.name}/{png.name}\" alt=\"{png.stem}\">")
     if (run_dir / "diagnostics.md").is_file():
         parts.append('<p><a href="diagnostics.md">Feature diagnostics</a></p>')
     parts.append("<h2>Configuration</h2><pre>" + html.escape((run_dir / "config.yaml").read_text()) + "</pre>")
@@ -45,5 +49,5 @@ def write_report(run_dir: str | Path, title: str = "vlsa run") -> Path:
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
-    write_text(run_dir / "report.html", page)
-    return run_dir / "report.html"
+    write_text(run_dir / f"report{suffix}.html", page)
+    return run_dir / f"report{suffix}.html"

@@ -1,0 +1,200 @@
+"""nnU-Net v2 (Isensee et al., Nature Methods 2021) as a baseline row of the single-source DG table.
+
+For one dataset x seed x source domain (a *unit*, in its own folder):
+1. export the source domain's train cases with `export_nnunet` (nnU-Net v2 raw format) and the
+   test cases of every domain as prediction inputs;
+2. in a child process whose nnUNet_raw / nnUNet_preprocessed / nnUNet_results point into the
+   unit folder (nnU-Net reads them at import), run nnU-Net's own fingerprinting, planning,
+   preprocessing (2d configuration), training (fold 0, `Budget`) and prediction
+   (`vlsa.baselines.nnunet_worker`);
+3. read nnU-Net's prediction files with vlsa's readers and score them with vlsa's metrics
+   (`vlsa.engine.inference.score`: per image for 2D data, per volume for slices) against the
+   samples the other rows are scored on -> `metrics.json` of the same shape `vlsa evaluate` writes.
+
+A finished unit (its metrics.json) is read back, not redone, and every nnU-Net step is skipped
+when its output exists, so an interrupted row continues where it stopped. `run_row` writes
+`protocol.json` in the shape of `vlsa.engine.protocol.run_protocol`, which benchmarks/dg_table.py
+collects. Needs `pip install 'vlsa[nnunet]'` (nnunetv2).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from vlsa.data.export_nnunet import export_nnunet, write_cases
+from vlsa.data.io import load_mask, read_nifti
+from vlsa.data.splits import hash_split
+from vlsa.engine.inference import score
+from vlsa.engine.protocol import dice_matrix, protocol_markdown
+from vlsa.errors import VlsaError
+from vlsa.utils.atomic import write_json, write_text
+
+ROW = "nnU-Net v2"
+DATASET_ID = 500
+
+
+@dataclass(frozen=True)
+class Budget:
+    """nnU-Net's training schedule for the row: epochs x iterations, each a batch of `batch` patches."""
+
+    epochs: int = 12
+    iterations: int = 50
+    batch: int = 8
+    val_iterations: int = 5
+
+    @property
+    def total_iterations(self) -> int:
+        return self.epochs * self.iterations
+
+    def describe(self) -> str:
+        return (f"nnU-Net v2 2d configuration, trained on the source train cases minus the validation cases "
+                f"every other row holds out (nnU-Net fold 0 via splits_final.json), "
+                f"{self.epochs} epochs x {self.iterations} iterations = {self.total_iterations} iterations x batch "
+                f"{self.batch} (nnU-Net's default: 1000 x 250), patch size, network, normalisation, augmentation, "
+                f"SGD (lr 0.01, poly) and mirroring test-time augmentation as nnU-Net plans them; last checkpoint")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "total_iterations": self.total_iterations}
+
+
+def available() -> bool:
+    return importlib.util.find_spec("nnunetv2") is not None
+
+
+def nnunet_env(unit: Path, threads: int) -> dict[str, str]:
+    """The child's environment: nnU-Net's folders inside the unit, its worker and thread counts."""
+    env = dict(os.environ)
+    env.update({
+        "nnUNet_raw": str(unit / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(unit / "nnUNet_preprocessed"),
+        "nnUNet_results": str(unit / "nnUNet_results"),
+        "nnUNet_n_proc_DA": "0",  # augmentation in the training process: no worker processes
+        "nnUNet_def_n_proc": str(threads),
+        "nnUNet_compile": "f",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")]),
+    })
+    return env
+
+
+def export_inputs(reader, unit: Path, domains: list[str]) -> dict[str, Path]:
+    """Test cases of every domain as nnU-Net prediction inputs (images only): domain -> folder."""
+    folders = {}
+    for domain in domains:
+        folder = unit / "inputs" / domain
+        if not folder.is_dir():
+            tmp = unit / "inputs" / f".{domain}.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            write_cases(reader, tmp, [(domain, "test")], labels=False)
+            os.replace(tmp, folder)
+        folders[domain] = folder
+    return folders
+
+
+def write_splits(raw: Path, path: Path, val_fraction: float, seed: int) -> Path:
+    """nnU-Net's splits_final.json with one fold: the validation cases every other row holds out.
+
+    vlsa's engine holds out `val_fraction` of the source subjects (salted hash, `split_train_val`);
+    nnU-Net's own 5-fold split would need >= 5 cases and hold out different ones."""
+    import csv
+
+    with open(raw / "domains.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    val_subjects = hash_split([r["subject"] for r in rows], val_fraction, salt=f"val-{seed}")
+    val = [r["case"] for r in rows if r["subject"] in val_subjects]
+    train = [r["case"] for r in rows if r["subject"] not in val_subjects]
+    write_json(path, [{"train": train, "val": val or train}])
+    return path
+
+
+def run_nnunet(unit: Path, inputs: dict[str, Path], budget: Budget, seed: int, threads: int,
+               splits: Path) -> dict[str, Path]:
+    """nnU-Net's plan/preprocess/train/predict in a child process; -> domain -> prediction folder."""
+    outputs = {d: unit / "predictions" / d for d in inputs}
+    cmd = [sys.executable, "-m", "vlsa.baselines.nnunet_worker", "--dataset-id", str(DATASET_ID),
+           "--epochs", str(budget.epochs), "--iterations", str(budget.iterations),
+           "--val-iterations", str(budget.val_iterations), "--batch", str(budget.batch),
+           "--seed", str(seed), "--threads", str(threads), "--splits", str(splits),
+           "--inputs", *map(str, inputs.values()), "--outputs", *map(str, outputs.values())]
+    log = unit / "nnunet.log"
+    with open(log, "a") as fh:
+        fh.write(f"\n$ {' '.join(cmd)}\n")
+        fh.flush()
+        code = subprocess.call(cmd, env=nnunet_env(unit, threads), stdout=fh, stderr=subprocess.STDOUT)
+    if code != 0:
+        tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise VlsaError(f"{log}: nnU-Net failed with exit status {code} ({tail[0][:200]})")
+    return outputs
+
+
+def load_predictions(samples, folder: Path, volumetric: bool) -> list[np.ndarray]:
+    """nnU-Net's label files -> one H x W label map per sample (slices cut from the volume files)."""
+    preds, volumes = [], {}
+    for s in samples:
+        if volumetric:
+            if s.volume_id not in volumes:
+                volumes = {s.volume_id: np.rint(read_nifti(folder / f"{s.volume_id}.nii.gz")[0]).astype(np.int64)}
+            pred = volumes[s.volume_id][:, :, s.slice_index]
+        else:
+            pred = load_mask(folder / f"{s.name}.png")
+        if pred.shape != s.label.shape:
+            raise VlsaError(f"{folder}: nnU-Net prediction of {s.name} has shape {pred.shape}, expected {s.label.shape}")
+        preds.append(pred)
+    return preds
+
+
+def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed: int = 0, threads: int = 1,
+             val_fraction: float = 0.2) -> dict:
+    """Train nnU-Net on `source`, predict every domain's test split, score with vlsa's metrics."""
+    if (unit / "metrics.json").is_file():
+        return json.loads((unit / "metrics.json").read_text())
+    if not available():
+        raise VlsaError("the nnU-Net row needs nnunetv2: pip install 'vlsa[nnunet]'")
+    start = time.perf_counter()
+    domains = reader.domains()
+    raw = unit / "nnUNet_raw" / f"Dataset{DATASET_ID}_{dataset}{source}"
+    if not raw.is_dir():
+        export_nnunet(reader, raw, domains=[source], splits=["train"])
+    splits = write_splits(raw, unit / "splits_final.json", val_fraction, seed)
+    outputs = run_nnunet(unit, export_inputs(reader, unit, domains), budget, seed, threads, splits)
+    spec = reader.spec
+    result = {"dataset": dataset, "source": [source], "units": "mm" if spec.volumetric else "px",
+              "unit_of_evaluation": "volume" if spec.volumetric else "image", "method": ROW,
+              "budget": budget.as_dict(), "domains": {}}
+    for domain in domains:
+        samples = list(reader.samples(domain, "test"))
+        preds = load_predictions(samples, outputs[domain], spec.volumetric)
+        agg = score(SimpleNamespace(samples=samples), preds, spec).aggregate()
+        result["domains"][domain] = {"role": "source" if domain == source else "target", **agg}
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    write_json(unit / "metrics.json", result)
+    return result
+
+
+def run_row(reader, dataset: str, out: str | Path, budget: Budget, seed: int = 0, threads: int = 1,
+            sources: list[str] | None = None, val_fraction: float = 0.2, log=print) -> dict:
+    """Every source domain of `reader` -> out/<source>/ units; out/protocol.json (+ .md) as run_protocol."""
+    out = Path(out)
+    domains = reader.domains()
+    runs = {}
+    for source in sources or domains:
+        log(f"  nnU-Net v2 | {dataset} | seed {seed} | source {source}")
+        runs[source] = run_unit(reader, dataset, source, out / source, budget, seed, threads, val_fraction)
+    result = {"mode": "single-source", "dataset": dataset, "domains": domains, "runs": runs,
+              "table": dice_matrix(runs, domains), "method": ROW, "budget": budget.as_dict()}
+    write_json(out / "protocol.json", result)
+    write_text(out / "protocol.md", protocol_markdown(result))
+    return result

@@ -1,0 +1,86 @@
+"""The nnU-Net v2 row: our glue (export, splits, reading nnU-Net's prediction files, scoring, resuming)
+without nnU-Net, and one tiny real nnU-Net run when nnunetv2 is installed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vlsa.baselines import nnunet_row
+from vlsa.baselines.nnunet_row import Budget, run_row, write_splits
+from vlsa.data.domains import open_reader
+from vlsa.data.export_nnunet import write_label
+from vlsa.data.splits import hash_split
+
+
+def _fake_nnunet(reader, calls):
+    """Stands in for nnU-Net: 'predicts' the ground truth of every input case, as label files."""
+
+    def run(unit, inputs, budget, seed, threads, splits):
+        calls.append(unit.name)
+        outputs = {}
+        for domain, folder in inputs.items():
+            out = unit / "predictions" / domain
+            out.mkdir(parents=True)
+            for s in reader.samples(domain, "test"):
+                assert (folder / "imagesTr" / f"{s.name}_0000.png").is_file()
+                write_label(out, s.name, s.label, ".png")
+            outputs[domain] = out
+        return outputs
+
+    return run
+
+
+def test_row_scores_predictions_with_vlsa_metrics_and_resumes(fundus_root, tmp_path, monkeypatch):
+    reader = open_reader("fundus", fundus_root)
+    calls = []
+    monkeypatch.setattr(nnunet_row, "available", lambda: True)
+    monkeypatch.setattr(nnunet_row, "run_nnunet", _fake_nnunet(reader, calls))
+    result = run_row(reader, "fundus", tmp_path, Budget(), sources=["Domain1", "Domain2"], log=lambda _: None)
+    saved = json.loads((tmp_path / "protocol.json").read_text())
+    assert saved["mode"] == "single-source" and list(saved["runs"]) == ["Domain1", "Domain2"]
+    run = saved["runs"]["Domain1"]
+    assert {d: m["role"] for d, m in run["domains"].items()} == {
+        "Domain1": "source", "Domain2": "target", "Domain3": "target", "Domain4": "target"}
+    assert all(m["dice"]["mean"] == 1.0 and m["hd95"]["mean"] == 0.0 for m in run["domains"].values())
+    assert run["domains"]["Domain3"]["n"] == len(list(reader.samples("Domain3", "test")))
+    assert saved["table"]["Domain2"]["unseen"] == 1.0 and result["budget"]["total_iterations"] == 600
+    # nnU-Net trained on the source's train cases only
+    trained = json.loads((tmp_path / "Domain1" / "nnUNet_raw" / "Dataset500_fundusDomain1" / "dataset.json").read_text())
+    assert trained["numTraining"] == len(list(reader.samples("Domain1", "train")))
+    run_row(reader, "fundus", tmp_path, Budget(), sources=["Domain1", "Domain2"], log=lambda _: None)
+    assert calls == ["Domain1", "Domain2"]  # finished units are read back, not rerun
+
+
+def test_splits_hold_out_the_validation_cases_of_the_other_rows(cardiac_root, tmp_path):
+    from vlsa.data.export_nnunet import export_nnunet
+    from vlsa.engine.data import split_train_val
+
+    reader = open_reader("mms", cardiac_root)
+    raw = export_nnunet(reader, tmp_path / "Dataset500_x", domains=["A"], splits=["train"]).out
+    (fold,) = json.loads(write_splits(raw, tmp_path / "splits.json", 0.5, seed=3).read_text())
+    train, val = split_train_val(list(reader.samples("A", "train")), 0.5, seed=3)
+    assert set(fold["val"]) == {s.volume_id for s in val} and set(fold["train"]) == {s.volume_id for s in train}
+    assert not set(fold["val"]) & set(fold["train"])
+    subjects = {s.case_id for s in reader.samples("A", "train")}
+    assert {v.rsplit("_", 1)[0] for v in fold["val"]} == hash_split(subjects, 0.5, salt="val-3")
+
+
+@pytest.mark.skipif(not nnunet_row.available(), reason="nnunetv2 not installed (pip install 'vlsa[nnunet]')")
+def test_tiny_real_nnunet_run(tmp_path):
+    """nnU-Net's own planning, preprocessing, 2 training iterations and prediction on 32 px images."""
+    from vlsa.data.synth.fundus import generate_fundus
+
+    root = generate_fundus(tmp_path / "fundus", per_domain=6, size=32, seed=0)
+    reader = open_reader("fundus", root)
+    result = run_row(reader, "fundus", tmp_path / "row", Budget(epochs=1, iterations=2, batch=2, val_iterations=1),
+                     sources=["Domain1"], log=lambda _: None)
+    unit = tmp_path / "row" / "Domain1"
+    assert any((unit / "nnUNet_results").rglob("checkpoint_final.pth"))
+    log = (unit / "nnunet.log").read_text()
+    assert "This split has" in log and "Training done." in log
+    for domain, metrics in result["runs"]["Domain1"]["domains"].items():
+        preds = sorted(p.stem for p in (unit / "predictions" / domain).glob("*.png"))
+        assert preds == sorted(s.name for s in reader.samples(domain, "test"))
+        assert metrics["n"] == len(preds) and 0.0 <= metrics["dice"]["mean"] <= 1.0
+    assert np.isfinite(result["table"]["Domain1"]["unseen"])
