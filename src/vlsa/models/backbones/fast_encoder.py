@@ -29,7 +29,7 @@ MODES = ("auto", "off", "fused", "bf16", "bf16-all")
 # which of (patch embed + conv stage, stage 1, stage 2, stage 3, neck) run in bf16 autocast, per path.
 # The 256² conv stage holds ~40 % of the eager time; bf16 there keeps the pyramid's cosine >= 0.9992
 # (256 px fundus ROIs). bf16 everywhere is ~30 % faster again but drops the deep maps to cosine
-# ~0.9989, below the 0.999 the fast path must keep, so it is opt-in (`bf16-all`).
+# 0.9986-0.9989, below the 0.999 the fast path must keep, so it is opt-in (`bf16-all`).
 BF16_STAGES = {"off": (False,) * 5, "fused": (False,) * 5, "bf16": (True, False, False, False, False),
                "bf16-all": (True,) * 5}
 
