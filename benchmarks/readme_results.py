@@ -101,7 +101,27 @@ def headline(dg: dict, speed: dict) -> list[str]:
     lines.append(f"- EM Aggregation vs self-attention on a {side}×{side} map: {at['step_s'] / em['step_s']:.0f}× "
                  f"faster ({em['step_s']:.3f} s vs {at['step_s']:.2f} s) and {at['peak_mb'] / em['peak_mb']:.0f}× "
                  f"less memory ({em['peak_mb']:.0f} MB vs {at['peak_mb']:.0f} MB), forward + backward.")
-    return lines + [""]
+    return lines + encoder_headline(speed) + [""]
+
+
+def encoder_headline(speed: dict) -> list[str]:
+    """The LiteMedSAM encoder's measured throughput and the fast path that runs by default."""
+    enc = speed.get("encoder")
+    if not enc:
+        return []
+    rows = {(r["path"], r["batch"]): r for r in enc["rows"]}
+    mine = [r for r in enc["rows"] if r["path"] == enc["default_path"]]
+    speeds = "; ".join(f"batch {r['batch']}: {r['img_s_best']:.2f} img/s vs {rows[('off', r['batch'])]['img_s_best']:.2f} "
+                       f"({r['speedup']:.1f}× wall, {r['speedup_cpu']:.1f}× CPU time)" for r in mine)
+    load = enc.get("load_average_before", enc["load_average"])[0]
+    line = (f"- LiteMedSAM encoder at 256 px on {enc['threads']} shared cores (load average {load:.1f}): default "
+            f"path `{enc['default_path']}` vs eager fp32, {speeds}; cosine to eager ≥ "
+            f"{min(min(r['cosine_per_level']) for r in mine):.4f} per feature map; "
+            f"{max(r['fraction_of_peak'] for r in mine):.0%} of the measured bf16 matmul peak.")
+    pred = speed.get("predict")
+    if pred:
+        line += " `vlsa predict` end to end: " + ", ".join(f"{r['img_s']:.2f} img/s ({r['path']})" for r in pred["rows"]) + "."
+    return [line]
 
 
 def block() -> str:

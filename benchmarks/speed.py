@@ -3,7 +3,9 @@
 1. training step time and peak memory of VLSA (cnn backbone; medsam frozen with and without the
    feature cache) vs a MONAI U-Net of comparable trainable parameter count, at 128 and 256 px;
 2. inference images/s;
-3. EM Aggregation vs a non-local (self-attention) block on the same feature map, 16² .. 128².
+3. EM Aggregation vs a non-local (self-attention) block on the same feature map, 16² .. 128²;
+4. the LiteMedSAM encoder, eager fp32 vs its fast paths, against the measured matmul peak, and
+   `vlsa predict` end to end on 50 fundus ROIs (benchmarks/encoder_speed.py).
 
 CPU memory is the peak resident-set growth during one step (sampled every 2 ms), measured in a
 child process so the sampler's malloc setting does not slow the timed steps; GPU memory is
@@ -11,6 +13,8 @@ torch.cuda.max_memory_allocated. `--device cuda` uses bf16 autocast.
 
     python benchmarks/speed.py                 # CPU, writes benchmarks/results/speed_cpu.{md,json}
     python benchmarks/speed.py --device cuda   # GPU (<= 5 minutes), writes speed_cuda.{md,json}
+    python benchmarks/speed.py --encoder-only  # only section 4 (a few minutes on 2 cores); keeps the
+                                               # other sections of an existing result file
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import provenance, provenance_markdown  # noqa: E402
+from encoder_speed import encoder_markdown, measure_encoder, measure_predict  # noqa: E402
 from plots import plot_em_scaling  # noqa: E402
 
 from vlsa.config import build_config  # noqa: E402
@@ -257,12 +262,19 @@ def main() -> None:
     parser.add_argument("--em-sides", nargs="+", type=int, default=[16, 32, 64, 128])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script in seconds")
+    parser.add_argument("--encoder-only", action="store_true", help="only the encoder and predict section")
+    parser.add_argument("--encoder-repeats", type=int, default=3)
+    parser.add_argument("--encoder-paths", nargs="+", help="encoder paths to time (default: off and every fast path "
+                                                            "this device supports)")
+    parser.add_argument("--predict-images", type=int, default=50, help="0 skips the predict measurement")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for every measurement")
     parser.add_argument("--phase", choices=["all", "memory"], default="all", help=argparse.SUPPRESS)
     parser.add_argument("--phase-out", help=argparse.SUPPRESS)
     argv = sys.argv[1:]
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.steps, args.em_sides, args.batch = [64], 1, [16, 32], 2
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     amp = device.type == "cuda"
     steps = args.steps * (10 if amp else 1)
@@ -272,14 +284,29 @@ def main() -> None:
         write_json(args.phase_out, {"train": rows, "em_vs_attention": em_rows})
         return
     prov = provenance(args.device)
-    rows, em_rows = measure_all(args, device, amp, steps, "both" if device.type == "cuda" else "time")
-    if device.type == "cpu":
-        memory_in_child(argv, rows, em_rows)
     out = Path(args.out)
     name = f"speed_{args.device}" + ("_quick" if args.quick else "")
-    write_json(out / f"{name}.json", {"provenance": prov, "batch": args.batch, "train": rows, "em_vs_attention": em_rows})
-    write_text(out / f"{name}.md", markdown(rows, em_rows, prov, args.batch, f"{name}_em.png"))
-    plot_em_scaling(em_rows, out / f"{name}_em.png")
+    previous = json.loads((out / f"{name}.json").read_text()) if (out / f"{name}.json").is_file() else {}
+    if args.encoder_only and previous.get("train"):  # keep the other sections of the last full run
+        rows, em_rows, train_prov = previous["train"], previous["em_vs_attention"], previous["provenance"]
+    elif args.encoder_only:
+        rows, em_rows, train_prov = [], [], prov
+    else:
+        rows, em_rows = measure_all(args, device, amp, steps, "both" if device.type == "cuda" else "time")
+        if device.type == "cpu":
+            memory_in_child(argv, rows, em_rows)
+        train_prov = prov
+    encoder = measure_encoder(device, batches=(1,) if args.quick else (1, 8),
+                              repeats=1 if args.quick else args.encoder_repeats, paths=args.encoder_paths)
+    encoder["provenance"] = prov
+    predict = measure_predict(device, 2 if args.quick else args.predict_images) if args.predict_images else None
+    write_json(out / f"{name}.json", {"provenance": train_prov, "batch": previous.get("batch", args.batch)
+                                      if args.encoder_only else args.batch, "train": rows,
+                                      "em_vs_attention": em_rows, "encoder": encoder, "predict": predict})
+    text = markdown(rows, em_rows, train_prov, args.batch, f"{name}_em.png") if rows else "# Speed and memory\n"
+    write_text(out / f"{name}.md", text + encoder_markdown(encoder, predict, provenance_markdown(prov)))
+    if em_rows and not args.encoder_only:
+        plot_em_scaling(em_rows, out / f"{name}_em.png")
     print((out / f"{name}.md").read_text())
 
 

@@ -175,5 +175,6 @@ def test_in_memory_feature_cache_is_keyed_by_weights():
     fa = cache.cached_features(a, images, "same-id")
     fb = cache.cached_features(b, images, "same-id")  # was served a's features from memory
     with torch.no_grad():
-        assert all(torch.allclose(f, g, atol=1e-5) for f, g in zip(fb, b(images)))
+        # features are stored as float16: equal to b's own within fp16 rounding, far from a's
+        assert all(torch.allclose(f, g, rtol=2e-3, atol=1e-3) for f, g in zip(fb, b(images)))
     assert not torch.allclose(fa[-1], fb[-1])

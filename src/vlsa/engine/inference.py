@@ -16,14 +16,21 @@ SCORING_VERSION = 3
 
 
 @torch.no_grad()
-def model_logits(model, images: torch.Tensor, batch_size: int, device) -> torch.Tensor:
-    """N x C x S x S -> N x K x S x S logits (float32, on the CPU)."""
+def model_logits(model, images: torch.Tensor, batch_size: int, device, progress: bool | None = None) -> torch.Tensor:
+    """N x C x S x S -> N x K x S x S logits (float32, on the CPU), in batches of `batch_size`, with a
+    progress bar (images/s) when `progress` (default: when there is more than one batch on a terminal)."""
+    from tqdm import tqdm
+
     was_training = model.training
     model.eval()
     out = []
+    bar = tqdm(total=len(images), desc="images", unit="img", leave=False,
+               disable=not progress if progress is not None else len(images) <= batch_size or None)
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device)
         out.append(model(batch).float().cpu())
+        bar.update(len(batch))
+    bar.close()
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 

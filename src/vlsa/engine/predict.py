@@ -89,10 +89,15 @@ class Predictor:
         return own, back
 
     def predict_image(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        chw = load_image(path, self.spec.channels)  # C x H x W in [0, 1], any mode / bit depth
-        if self.spec.volumetric:
-            chw = normalise_percentile(chw)
-        return chw, self._labels([chw])[0][0]
+        return self.predict_images([path])[0]
+
+    def predict_images(self, paths: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """-> (C x H x W image in [0, 1], H x W label map) per file; the images go through the model in batches."""
+        planes = []
+        for path in paths:
+            chw = load_image(path, self.spec.channels)  # C x H x W in [0, 1], any mode / bit depth
+            planes.append(normalise_percentile(chw) if self.spec.volumetric else chw)
+        return list(zip(planes, self._labels(planes)[0])) if planes else []
 
     def predict_volume(self, path: Path):
         """-> (label volume with the input's spatial shape, a few (image, label) slices for overlays)."""
@@ -142,8 +147,12 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     elif values != "index":
         raise DataError(None, f"--values {values!r}: choose index or dataset")
     output = Path(output)
-    written = []
-    for path in tqdm(files, desc="predict", unit="file", disable=quiet):
+    written, done = [], {}
+    chunk = max(1, predictor.config.eval.batch_size)
+    for index, path in enumerate(tqdm(files, desc="predict", unit="file", disable=quiet)):
+        if index % chunk == 0:  # the next chunk's 2D images go through the encoder as one batch
+            flat = [p for p in files[index : index + chunk] if not is_nifti(p)]
+            done = dict(zip(flat, predictor.predict_images(flat)))
         name = stem(path)
         if is_nifti(path):
             labels, affine, slices = predictor.predict_volume(path)
@@ -157,7 +166,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
                 tiles = [draw_contours(to_rgb(img), lab, predictor.spec) for img, lab in shown]
                 write_png(output / f"{name}_overlay.png", grid([tiles]))
         else:
-            image, labels = predictor.predict_image(path)
+            image, labels = done.pop(path)
             target = output / f"{name}.png"
             write_png(target, lut[labels])
             if overlay:

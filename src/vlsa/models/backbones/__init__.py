@@ -15,7 +15,8 @@ def build_backbone(cfg, in_channels: int, image_size: int) -> nn.Module:
     if name == "medsam":
         from vlsa.models.backbones.medsam import MedSAMBackbone
 
-        return MedSAMBackbone(in_channels, image_size, tuning=cfg.tuning, num_tokens=cfg.num_tokens, lora_rank=cfg.lora_rank)
+        return MedSAMBackbone(in_channels, image_size, tuning=cfg.tuning, num_tokens=cfg.num_tokens, lora_rank=cfg.lora_rank,
+                              fast=cfg.fast)
     if name == "hf":
         from vlsa.models.backbones.hf import HFBackbone
 

@@ -4,7 +4,12 @@ A frozen foundation encoder gives the same features for the same input, so on CP
 once per image (per process) instead of once per step; the training loop then augments in
 feature space (see `vlsa.data.transforms`). Bounded by VLSA_FEATURE_CACHE_MB (default 6000).
 
-With VLSA_FEATURE_CACHE_DIR set, features are also kept on disk (one float32 file per image, so a
+Features are stored as float16 (half the memory and disk; a level whose values exceed float16's
+range stays float32) and always returned as float32 rounded through that storage, so a cache hit
+returns exactly what the first computation returned. The key includes the encoder path that made
+them (`fast_path`, e.g. eager fp32 vs bf16), so a changed path never reads stale features.
+
+With VLSA_FEATURE_CACHE_DIR set, features are also kept on disk (one file per image, so a
 load returns exactly the features first computed), shared by every process and run on the machine: a
 benchmark's second process, `vlsa diagnose`, or tomorrow's run skip the encoder. The disk key adds a
 fingerprint of the backbone's weights, so changed weights never read stale features.
@@ -72,14 +77,27 @@ def _save(path: Path, feats: list[torch.Tensor]) -> None:
         torch.save(feats, tmp)
 
 
+def _compact(feature: torch.Tensor) -> torch.Tensor:
+    """C x h x w float32 -> the stored form: float16 unless a value exceeds its range (then float32)."""
+    feature = feature.detach().cpu()
+    return feature.half() if feature.abs().max() < 6e4 else feature.float().clone()
+
+
+def path_identity(backbone, device) -> str:
+    """The encoder path that computes the features on `device` ('' for backbones with one path)."""
+    fast_path = getattr(backbone, "fast_path", None)
+    return f"|path={fast_path(device)}" if fast_path is not None else ""
+
+
 @torch.no_grad()
 def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size: int = 8,
                     **kwargs) -> list[torch.Tensor]:
-    """B x C x H x W -> the backbone's pyramid, computing only the images not seen before.
+    """B x C x H x W -> the backbone's pyramid (float32), computing only the images not seen before.
     `kwargs` go to the backbone (e.g. out_size) and must be fixed by `backbone_id`."""
     # in memory the key includes the weights' fingerprint (on disk it is the folder): another model
     # in this process (another seed, other trainable weights) never gets these features
     fp = weights_fingerprint(backbone)
+    backbone_id = backbone_id + path_identity(backbone, images.device)
     keys = [content_key(img, backbone_id) for img in images]
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
@@ -101,7 +119,7 @@ def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size
         chunk = missing[start : start + batch_size]
         feats = backbone(images[chunk], **kwargs)
         for j, i in enumerate(chunk):
-            fresh[keys[i]] = [f[j].cpu().clone() for f in feats]
+            fresh[keys[i]] = [_compact(f[j]) for f in feats]
             if disk is not None:
                 _save(_disk_file(disk, keys[i], backbone), fresh[keys[i]])
     for key, feats in fresh.items():
@@ -111,7 +129,7 @@ def cached_features(backbone, images: torch.Tensor, backbone_id: str, batch_size
             _BYTES["used"] += size
     per_image = [fresh.get(k) or _STORE[f"{fp}:{k}"] for k in keys]
     device = images.device
-    return [torch.stack([p[level] for p in per_image]).to(device) for level in range(len(per_image[0]))]
+    return [torch.stack([p[level].float() for p in per_image]).to(device) for level in range(len(per_image[0]))]
 
 
 def clear() -> None:

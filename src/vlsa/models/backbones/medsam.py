@@ -4,6 +4,9 @@ The encoder takes a fixed 256 x 256 RGB input in [0, 1]. Its stage outputs are 1
 64² x 160, 64² x 320 and the 64² x 256 neck (strides 2, 4, 4, 4 of the 256 input). We resize each
 to the same strides of the *model* input (S/2, S/4, S/4, S/4), so the decoder sees a pyramid
 that does not depend on the 256 px the encoder needs, and cached features stay small.
+
+A frozen encoder runs through the fast path of `vlsa.models.backbones.fast_encoder` (config key
+`model.backbone.fast`: auto | off | fused | bf16 | bf16-all); `off` is the eager fp32 reference.
 """
 
 from __future__ import annotations
@@ -39,8 +42,14 @@ def load_medsam_encoder(pretrained: bool = True) -> nn.Module:
 
 class MedSAMBackbone(nn.Module):
     def __init__(self, in_channels: int, image_size: int, tuning: str = "frozen", pretrained: bool = True,
-                 num_tokens: int = 16, lora_rank: int = 8):
+                 num_tokens: int = 16, lora_rank: int = 8, fast: str = "auto"):
         super().__init__()
+        from vlsa.models.backbones.fast_encoder import MODES
+
+        if fast not in MODES:
+            raise ValueError(f"model.backbone.fast must be one of {', '.join(MODES)}, got {fast!r}")
+        self.fast = fast
+        object.__setattr__(self, "_fast_copies", {})  # device -> optimised copy; not a submodule (not saved)
         if tuning not in ("frozen", "full", "frozen+tokens", "lora"):
             raise ValueError(f"unknown tuning {tuning!r}")
         self.encoder = load_medsam_encoder(pretrained)
@@ -86,24 +95,55 @@ class MedSAMBackbone(nn.Module):
         x = (x - lo) / (hi - lo).clamp_min(1e-6)
         return F.interpolate(x, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
 
-    def forward(self, x: torch.Tensor, out_size=None) -> list[torch.Tensor]:
-        """B x C x H x W -> the pyramid at strides (2, 4, 4, 4) of `out_size` (default: H x W), so
-        an image read at the encoder's 256 px can feed a decoder working at the model size."""
-        size = tuple(out_size) if out_size is not None else x.shape[-2:]
+    def fast_path(self, device: torch.device | str) -> str:
+        """The encoder path that runs on `device`: 'off' (eager fp32), 'fused', 'bf16' or 'bf16-all'.
+
+        Tuned encoders (tokens, LoRA, full) always run eagerly: their hooks and adapters live there."""
+        from vlsa.models.backbones.fast_encoder import resolve_mode
+
+        return resolve_mode(self.fast, device) if self.tuning == "frozen" else "off"
+
+    def _fast_encoder(self, device: torch.device) -> nn.Module:
+        """The optimised copy of the encoder on `device`, rebuilt when the weights change (load_state_dict)."""
+        from vlsa.models.backbones.fast_encoder import optimise_encoder
+
+        version = sum(t._version for t in self.encoder.state_dict().values())
+        key = (str(device), version)
+        if key not in self._fast_copies:
+            self._fast_copies.clear()
+            self._fast_copies[key] = optimise_encoder(self.encoder).to(device)
+        return self._fast_copies[key]
+
+    def forward(self, x: torch.Tensor, out_size: tuple[int, int] | None = None) -> list[torch.Tensor]:
+        """B x C x H x W (any size, z-scored) -> [B x 128 x H/2 x W/2, B x 160 x H/4 x W/4,
+        B x 320 x H/4 x W/4, B x 256 x H/4 x W/4] (float32), the strides taken of `out_size`
+        (default: x's own H x W)."""
+        from vlsa.models.backbones.fast_encoder import BF16_STAGES
+
+        size = tuple(out_size) if out_size is not None else tuple(x.shape[-2:])
+        mode = self.fast_path(x.device)
+        inp = self._prepare(x)
         enc = self.encoder
-        h = enc.patch_embed(self._prepare(x))
-        outs = []
-        for layer in enc.layers:
-            h = layer(h)
-            outs.append(h)
+        if mode != "off":
+            enc = self._fast_encoder(x.device)
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        bf16 = BF16_STAGES[mode]
         b = x.shape[0]
 
         def grid(t: torch.Tensor) -> torch.Tensor:  # B x N x C tokens -> B x C x h x w
             side = int(round(t.shape[1] ** 0.5))
             return t.transpose(1, 2).reshape(b, t.shape[2], side, side)
 
-        neck = enc.neck(grid(outs[3]))
-        maps = [grid(outs[0]), grid(outs[1]), grid(outs[2]), neck]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16[0]):
+            h = enc.layers[0](enc.patch_embed(inp))
+        outs = [h]
+        for layer, low in zip(enc.layers[1:], bf16[1:4]):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=low):
+                h = layer(h if low else h.float())
+            outs.append(h)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16[4]):
+            neck = enc.neck(grid(outs[3] if bf16[4] else outs[3].float()))
+        maps = [grid(outs[0]).float(), grid(outs[1]).float(), grid(outs[2]).float(), neck.float()]
         targets = [(max(1, size[0] // s), max(1, size[1] // s)) for s in self.strides]
         return [F.adaptive_avg_pool2d(m, t) if m.shape[-1] >= t[1] else
                 F.interpolate(m, size=t, mode="bilinear", align_corners=False) for m, t in zip(maps, targets)]
