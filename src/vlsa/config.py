@@ -76,8 +76,9 @@ class BackboneConfig(Strict):
     num_tokens: int = Field(16, ge=1, description="frozen+tokens: learnable tokens per layer")
     lora_rank: int = Field(8, ge=1)
     cnn_width: int = Field(16, ge=4)
-    fast: Literal["auto", "off", "fused", "bf16", "bf16-all"] = Field(
-        "auto", description="medsam frozen encoder path: auto (bf16 where the CPU/GPU has native bf16, else fused), "
+    fast: Literal["auto", "off", "fused", "bf16", "bf16-all", "openvino"] = Field(
+        "auto", description="medsam frozen encoder path: auto (openvino on a CPU where installed, else bf16 where "
+                            "the CPU/GPU has native bf16, else fused), openvino (compiled by OpenVINO, CPU), "
                             "off (eager fp32 reference), fused (BN folded, fused attention, fp32), bf16 (the 256² "
                             "conv stage in bf16), bf16-all (all stages in bf16: faster, cosine ~0.9986)")
 

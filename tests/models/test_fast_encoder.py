@@ -40,6 +40,33 @@ def reference(medsam, fundus_256):
 def test_fast_path_matches_eager_fp32_per_feature_map(medsam, fundus_256, reference, mode):
     if mode == "bf16" and not cpu_has_bf16():
         pytest.skip("this CPU has no native bf16")
+    _matches_reference(medsam, fundus_256, reference, mode)
+    # it is the optimised copy that ran (no BatchNorm, fused attention), kept out of the checkpoint
+    fast = next(iter(medsam._fast_copies.values()))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(type(m).__name__ == "_WindowAttention" for m in fast.modules())
+    assert not any("fast" in k for k in medsam.state_dict())
+
+
+def test_openvino_path_matches_eager_fp32_and_is_cached_on_disk(medsam, fundus_256, reference, tmp_path,
+                                                                monkeypatch):
+    pytest.importorskip("openvino")
+    from vlsa.models.backbones.openvino_encoder import OpenVINOEncoder
+
+    monkeypatch.setenv("VLSA_ENCODER_CACHE_DIR", str(tmp_path))
+    medsam._fast_copies.clear()
+    _matches_reference(medsam, fundus_256, reference, "openvino")
+    assert isinstance(next(iter(medsam._fast_copies.values())), OpenVINOEncoder)
+    xml = sorted(p.name for p in tmp_path.rglob("*.xml"))
+    assert xml == ["stage0.xml", "transformer.xml"]  # converted once, kept keyed by the weights
+    again = OpenVINOEncoder(medsam.encoder)(medsam._prepare(fundus_256[:1]))  # read back from the cache
+    assert [tuple(m.shape) for m in again] == [(1, 128, 128, 128), (1, 160, 64, 64), (1, 320, 64, 64),
+                                                (1, 256, 64, 64)]
+    assert sorted(p.name for p in tmp_path.rglob("*.xml")) == xml
+    medsam._fast_copies.clear()
+
+
+def _matches_reference(medsam, fundus_256, reference, mode):
     medsam.fast = mode
     assert medsam.fast_path("cpu") == mode
     with torch.no_grad():
@@ -50,11 +77,6 @@ def test_fast_path_matches_eager_fp32_per_feature_map(medsam, fundus_256, refere
         cosine = F.cosine_similarity(r.flatten(2), g.flatten(2), dim=1).mean()  # over channels, mean over pixels
         assert cosine >= 0.999, f"{mode}: cosine {cosine:.5f} on a {tuple(r.shape[1:])} map"
         assert not torch.equal(r, g)  # a different computation really ran
-    # it is the optimised copy that ran (no BatchNorm, fused attention), kept out of the checkpoint
-    fast = next(iter(medsam._fast_copies.values()))
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
-    assert any(type(m).__name__ == "_WindowAttention" for m in fast.modules())
-    assert not any("fast" in k for k in medsam.state_dict())
 
 
 def test_out_size_sets_the_pyramid_strides(medsam):
@@ -66,11 +88,24 @@ def test_out_size_sets_the_pyramid_strides(medsam):
     assert [tuple(f.shape[-2:]) for f in other] == [(48, 32), (24, 16), (24, 16), (24, 16)]
 
 
-def test_mode_resolution(monkeypatch):
+def test_mode_resolution(monkeypatch, caplog):
     import vlsa.models.backbones.fast_encoder as fe
+    from vlsa.models.backbones import openvino_encoder
 
     with pytest.raises(ValueError, match="model.backbone.fast"):
         resolve_mode("onnx-typo", "cpu")
+    monkeypatch.setattr(openvino_encoder, "available", lambda: True)
+    assert resolve_mode("auto", "cpu") == "openvino"  # the fastest measured CPU path where installed
+    assert resolve_mode("openvino", "cpu") == "openvino"
+    assert resolve_mode("auto", "cuda") == "bf16"
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_mode("openvino", "cuda")
+    monkeypatch.setattr(openvino_encoder, "available", lambda: False)
+    monkeypatch.setattr(fe, "_warned", set())
+    with caplog.at_level("WARNING", logger="vlsa"):
+        assert resolve_mode("openvino", "cpu") == resolve_mode("auto", "cpu")  # PyTorch fallback
+        resolve_mode("openvino", "cpu")
+    assert len([r for r in caplog.records if "not installed" in r.getMessage()]) == 1  # warned once
     assert resolve_mode("auto", "cuda") == "bf16"
     monkeypatch.setattr(fe, "cpu_has_bf16", lambda: False)
     assert resolve_mode("auto", "cpu") == "fused"  # emulated bf16 would be slower than fp32

@@ -6,7 +6,7 @@ to the same strides of the *model* input (S/2, S/4, S/4, S/4), so the decoder se
 that does not depend on the 256 px the encoder needs, and cached features stay small.
 
 A frozen encoder runs through the fast path of `vlsa.models.backbones.fast_encoder` (config key
-`model.backbone.fast`: auto | off | fused | bf16 | bf16-all); `off` is the eager fp32 reference.
+`model.backbone.fast`: auto | off | fused | bf16 | bf16-all | openvino); `off` is the eager fp32 reference.
 """
 
 from __future__ import annotations
@@ -96,22 +96,28 @@ class MedSAMBackbone(nn.Module):
         return F.interpolate(x, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
 
     def fast_path(self, device: torch.device | str) -> str:
-        """The encoder path that runs on `device`: 'off' (eager fp32), 'fused', 'bf16' or 'bf16-all'.
+        """The encoder path that runs on `device`: 'off' (eager fp32), 'fused', 'bf16', 'bf16-all' or 'openvino'.
 
         Tuned encoders (tokens, LoRA, full) always run eagerly: their hooks and adapters live there."""
         from vlsa.models.backbones.fast_encoder import resolve_mode
 
         return resolve_mode(self.fast, device) if self.tuning == "frozen" else "off"
 
-    def _fast_encoder(self, device: torch.device) -> nn.Module:
-        """The optimised copy of the encoder on `device`, rebuilt when the weights change (load_state_dict)."""
+    def _fast_encoder(self, device: torch.device, mode: str = "fused"):
+        """The optimised copy of the encoder on `device` (an nn.Module, or for 'openvino' the compiled
+        OpenVINO encoder), rebuilt when the weights change (load_state_dict)."""
         from vlsa.models.backbones.fast_encoder import optimise_encoder
 
         version = sum(t._version for t in self.encoder.state_dict().values())
-        key = (str(device), version)
+        key = (str(device), version, mode == "openvino", torch.get_num_threads())
         if key not in self._fast_copies:
             self._fast_copies.clear()
-            self._fast_copies[key] = optimise_encoder(self.encoder).to(device)
+            if mode == "openvino":
+                from vlsa.models.backbones.openvino_encoder import OpenVINOEncoder
+
+                self._fast_copies[key] = OpenVINOEncoder(self.encoder)
+            else:
+                self._fast_copies[key] = optimise_encoder(self.encoder).to(device)
         return self._fast_copies[key]
 
     def forward(self, x: torch.Tensor, out_size: tuple[int, int] | None = None) -> list[torch.Tensor]:
@@ -123,6 +129,11 @@ class MedSAMBackbone(nn.Module):
         size = tuple(out_size) if out_size is not None else tuple(x.shape[-2:])
         mode = self.fast_path(x.device)
         inp = self._prepare(x)
+        targets = [(max(1, size[0] // s), max(1, size[1] // s)) for s in self.strides]
+        if mode == "openvino":
+            maps = self._fast_encoder(x.device, mode)(inp)
+            return [F.adaptive_avg_pool2d(m, t) if m.shape[-1] >= t[1] else
+                    F.interpolate(m, size=t, mode="bilinear", align_corners=False) for m, t in zip(maps, targets)]
         enc = self.encoder
         if mode != "off":
             enc = self._fast_encoder(x.device)
@@ -144,6 +155,5 @@ class MedSAMBackbone(nn.Module):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16[4]):
             neck = enc.neck(grid(outs[3] if bf16[4] else outs[3].float()))
         maps = [grid(outs[0]).float(), grid(outs[1]).float(), grid(outs[2]).float(), neck.float()]
-        targets = [(max(1, size[0] // s), max(1, size[1] // s)) for s in self.strides]
         return [F.adaptive_avg_pool2d(m, t) if m.shape[-1] >= t[1] else
                 F.interpolate(m, size=t, mode="bilinear", align_corners=False) for m, t in zip(maps, targets)]
