@@ -82,10 +82,12 @@ class OpenVINOEncoder:
     """Callable: B x 3 x 256 x 256 float32 CPU tensor in [0, 1] -> [B x 128 x 128², B x 160 x 64²,
     B x 320 x 64², B x 256 x 64²] float32 (the TinyViT pyramid), one image per inference request.
 
-    `encoder` is the eager TinyViT (eval mode); it is read, never modified. Raises ImportError when
-    `openvino` is missing (callers check `available()` first)."""
+    `encoder` is the eager TinyViT (eval mode); it is read, never modified. `all_bf16` also runs stage 0 in
+    bf16 (benchmarks only: below the 0.999 cosine). Raises ImportError when `openvino` is missing (callers
+    check `available()` first)."""
 
-    def __init__(self, encoder: nn.Module, threads: int | None = None, bf16: bool | None = None):
+    def __init__(self, encoder: nn.Module, threads: int | None = None, bf16: bool | None = None,
+                 all_bf16: bool = False):
         import openvino as ov
 
         from vlsa.models.backbones.fast_encoder import cpu_has_bf16
@@ -102,7 +104,7 @@ class OpenVINOEncoder:
                                                      "PERFORMANCE_HINT": "LATENCY",
                                                      "INFERENCE_PRECISION_HINT": precision})
 
-        self.stage0 = compile_(models[0], "f32")
+        self.stage0 = compile_(models[0], "bf16" if all_bf16 and self.bf16 else "f32")
         self.transformer = compile_(models[1], "bf16" if self.bf16 else "f32")
         self._requests = (self.stage0.create_infer_request(), self.transformer.create_infer_request())
 
