@@ -66,6 +66,29 @@ def test_openvino_path_matches_eager_fp32_and_is_cached_on_disk(medsam, fundus_2
     medsam._fast_copies.clear()
 
 
+def test_openvino_failure_falls_back_to_pytorch_with_one_warning(medsam, monkeypatch, caplog):
+    pytest.importorskip("openvino")
+    from vlsa.models.backbones import openvino_encoder
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Cannot create ScaledDotProductAttention layer\nlong library trace")
+
+    monkeypatch.setattr(openvino_encoder, "OpenVINOEncoder", broken)
+    monkeypatch.setattr(openvino_encoder, "_FAILED", [])
+    medsam.fast = "openvino"
+    medsam._fast_copies.clear()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad(), caplog.at_level("WARNING", logger="vlsa"):
+        feats = medsam(x)
+        medsam(x)
+    medsam.fast = "off"
+    assert [f.shape[1] for f in feats] == [128, 160, 320, 256]
+    assert medsam.fast_path("cpu") != "openvino"  # the cache key names the path that really ran
+    warnings = [r.getMessage() for r in caplog.records if "OpenVINO could not" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0] and "ScaledDotProductAttention" in warnings[0]
+    medsam._fast_copies.clear()
+
+
 def _matches_reference(medsam, fundus_256, reference, mode):
     medsam.fast = mode
     assert medsam.fast_path("cpu") == mode

@@ -131,7 +131,15 @@ class MedSAMBackbone(nn.Module):
         inp = self._prepare(x)
         targets = [(max(1, size[0] // s), max(1, size[1] // s)) for s in self.strides]
         if mode == "openvino":
-            maps = self._fast_encoder(x.device, mode)(inp)
+            from vlsa.models.backbones import openvino_encoder
+
+            try:
+                compiled = self._fast_encoder(x.device, mode)
+            except Exception as exc:  # an optional engine that cannot take this model: PyTorch runs instead
+                openvino_encoder.disable(exc)
+                self._fast_copies.clear()
+                return self.forward(x, out_size)
+            maps = compiled(inp)
             return [F.adaptive_avg_pool2d(m, t) if m.shape[-1] >= t[1] else
                     F.interpolate(m, size=t, mode="bilinear", align_corners=False) for m, t in zip(maps, targets)]
         enc = self.encoder

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -34,9 +35,21 @@ LAYOUT = "v1"  # bump when the split or the exported modules change: the disk ca
 TOKENS0 = (16384, 128)  # stage-0 output of a 256 px image: 128² tokens x 128 channels
 
 
+_FAILED: list[str] = []  # why OpenVINO could not convert/compile the encoder in this process, if it could not
+
+
 def available() -> bool:
-    """True when the `openvino` package can be imported here."""
-    return importlib.util.find_spec("openvino") is not None
+    """True when the `openvino` package can be imported here (and has not failed in this process)."""
+    return not _FAILED and importlib.util.find_spec("openvino") is not None
+
+
+def disable(exc: BaseException) -> None:
+    """Stop using OpenVINO in this process after it failed on the encoder, with a one-line warning."""
+    if not _FAILED:
+        logging.getLogger("vlsa").warning(f"OpenVINO could not compile the LiteMedSAM encoder "
+                                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                          "the encoder runs in PyTorch")
+    _FAILED.append(repr(exc))
 
 
 def cache_root() -> Path:
