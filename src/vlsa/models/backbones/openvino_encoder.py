@@ -14,8 +14,9 @@ Measured at 1 thread on 256 px synthetic fundus ROIs (benchmarks/results/encoder
 path, features at mean cosine >= 0.9993 per map (all-bf16 is ~0.61 s but drops the deep maps to 0.9988).
 
 The converted models are cached on disk (OpenVINO IR, keyed by a hash of the encoder weights and the
-OpenVINO version) under $VLSA_ENCODER_CACHE_DIR or ~/.cache/vlsa/encoders, so only the first process
-pays the ~20 s conversion; a later one reads them (and OpenVINO's compiled-blob cache) in ~1 s.
+OpenVINO version) under $VLSA_ENCODER_CACHE_DIR (default $VLSA_CACHE/encoders or ~/.cache/vlsa/encoders),
+so only the first process pays the ~20 s conversion; a later one reads them (and OpenVINO's compiled-blob
+cache) in ~1 s.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def disable(exc: BaseException) -> None:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("VLSA_ENCODER_CACHE_DIR") or Path.home() / ".cache" / "vlsa" / "encoders")
+    """$VLSA_ENCODER_CACHE_DIR, else $VLSA_CACHE/encoders, else ~/.cache/vlsa/encoders."""
+    if os.environ.get("VLSA_ENCODER_CACHE_DIR"):
+        return Path(os.environ["VLSA_ENCODER_CACHE_DIR"])
+    return Path(os.environ.get("VLSA_CACHE") or Path.home() / ".cache" / "vlsa") / "encoders"
 
 
 def weights_digest(module: nn.Module) -> str:
