@@ -87,6 +87,12 @@ def headline(dg: dict, speed: dict) -> list[str]:
         lines.append(f"- {TITLES.get(dataset, dataset)}, unseen Dice: {reference} (reference) {ref['unseen_dice']:.3f}; "
                      + "; ".join(parts) + " (difference to the reference with its 95 % t-interval over "
                      "source × seed pairs; better/worse only when the interval excludes 0).")
+        check = dg.get("target", {}).get(dataset)
+        if check:
+            c = check["paired"]
+            lines.append(f"  Target ({check['method']} ≥ strongest baseline + {check['target']:.2f}): strongest baseline "
+                         f"{check['best_baseline']}, margin {check['margin']:+.3f} → **{'met' if check['met'] else 'missed'}** "
+                         f"(paired {c['mean']:+.3f}, {c['n']} units).")
     train = speed["train"]
     size = min(r["size"] for r in train)
     base = next(r for r in train if r["size"] == size and r["model"].startswith("ERM"))
