@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "--data elsewhere writes metrics_<what>.json, never metrics.json")
     p.add_argument("--split", default="test", choices=["test", "all"],
                    help="test (default): each domain's test split; all: every image of the target domains")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                   help="cpu (default), cuda, or auto (cuda when present)")
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.set_defaults(func=_evaluate)
 
@@ -216,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--values", default="index", choices=["index", "dataset"],
                    help="index (default): pixel = class index 0, 1, ..; dataset: the training data's own mask "
                         "values (classes.yaml values, DoFE 255/128/0)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                   help="cpu (default), cuda, or auto (cuda when present)")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("protocol", help="run a DG protocol over all source choices", epilog=EPILOG,

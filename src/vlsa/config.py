@@ -209,12 +209,16 @@ def parse_overrides(pairs: list[str] | None) -> list[tuple[str, Any]]:
 
 def build_config(tree: dict | None = None, overrides: list[str] | None = None, origin: str = "config") -> Config:
     tree = json.loads(json.dumps(tree or {}))  # deep copy
-    for key, value in parse_overrides(overrides):
+    pairs = parse_overrides(overrides)
+    for key, value in pairs:
         _set_dotted(tree, key, value, "--set")
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, origin)) from None
+        # a bad key or value that came from --set (or $VLSA_SET) is reported as such, not against the file
+        bad = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        from_set = next((k for k, _ in pairs if bad == k or bad.startswith(k + ".") or k.startswith(bad + ".")), None)
+        raise ConfigError(_format_error(exc, f"--set {from_set}" if from_set else origin)) from None
 
 
 def packaged_configs() -> dict[str, Path]:

@@ -90,6 +90,21 @@ def test_duplicate_class_names_are_refused(tmp_path, capsys):
     write_classes(root, [("disc", 128, "a"), ("disc", 255, "b")])
     assert main(["verify", "--dataset", "folder", "--root", str(root)]) == 2
     _one_line_error(capsys, "classes.yaml", "'disc' is used twice")
+    write_classes(root, [("disc", 128, "a"), ("Disc", 255, "b")])  # one class to a reader of the tables
+    assert main(["verify", "--dataset", "folder", "--root", str(root)]) == 2
+    _one_line_error(capsys, "classes.yaml", "'Disc' is used twice")
+    write_classes(root, [("background", 128, "a"), ("cup", 255, "b")])
+    assert main(["verify", "--dataset", "folder", "--root", str(root)]) == 2
+    _one_line_error(capsys, "classes.yaml", "'background' is reserved for mask value 0")
+
+
+def test_evaluate_and_predict_refuse_an_unknown_device(tmp_path, capsys):
+    for command in (["evaluate", "--run", str(tmp_path)], ["predict", "--run", str(tmp_path), "--input", str(tmp_path),
+                                                           "--output", str(tmp_path / "o")]):
+        with pytest.raises(SystemExit) as exc:  # argparse's usage error: exit 2, never a torch traceback
+            main([*command, "--device", "foo"])
+        assert exc.value.code == 2
+        assert "invalid choice: 'foo'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("classes,channels,shown", [
@@ -151,7 +166,10 @@ def test_configs_by_name_from_any_directory(tmp_path, monkeypatch, capsys):
 
 def test_config_typos_get_a_suggestion_and_space_separated_set_a_hint(capsys):
     assert main(["train", "--set", "train.step=3"]) == 2
-    _one_line_error(capsys, "unknown config key 'train.step'; did you mean 'train.steps'?")
+    # the typo is on the command line: the message says so instead of blaming the config file
+    _one_line_error(capsys, "--set train.step: unknown config key 'train.step'; did you mean 'train.steps'?")
+    assert main(["train", "--config", "fundus_sdg", "--set", "train.steps=abc"]) == 2
+    assert "fundus_sdg" not in _one_line_error(capsys, "--set train.steps: config key 'train.steps'")
     assert main(["train", "--set", "train.steps", "60"]) == 2
     _one_line_error(capsys, "--set train.steps=60")
     assert build_config({}, ["data.source=hospA,hospB"]).data.source == ["hospA", "hospB"]
@@ -203,14 +221,20 @@ def test_protocol_table_records_model_budget_and_lodo_rows():
     from vlsa.engine.protocol import protocol_markdown
 
     metrics = {d: {"role": "target" if d == "A" else "source", "dice": {"x": 0.5, "mean": 0.5}} for d in "AB"}
-    result = {"mode": "lodo", "dataset": "folder", "domains": ["A", "B"], "model": "vlsa (cnn, frozen)",
+    result = {"mode": "lodo", "dataset": "folder", "domains": ["A", "B"], "model": "vlsa (cnn)",
               "budget": {"steps": 60, "batch_size": 8, "lr": 0.002, "image_size": 96, "seed": 1},
               "runs": {"lodo-A": {"source": ["B"], "domains": metrics}},
               "table": {"lodo-A": {"A": 0.5, "B": 0.5, "unseen": 0.5, "unseen_x": 0.5}}}
     md = protocol_markdown(result)
-    assert "Model: vlsa (cnn, frozen); budget: 60 steps, batch 8, lr 0.002, 96 px, seed 1" in md
+    assert "Model: vlsa (cnn); budget: 60 steps, batch 8, lr 0.002, 96 px, seed 1" in md
     assert "source \\ target" not in md and "| held out (trained on the rest) \\ evaluated | A | B |" in md
     assert md.splitlines()[4].startswith("Rows: the held-out domain")
+    from vlsa.engine.protocol import model_label
+
+    # the cnn backbone is trained from scratch: no 'frozen' in its label; a frozen foundation encoder says so
+    assert model_label(build_config({}, [])) == "vlsa (cnn)"
+    assert model_label(build_config({}, ["model.backbone.name=medsam"])) == "vlsa (medsam, frozen)"
+    assert model_label(build_config({}, ["model.name=unet"])) == "unet"
 
 
 def test_overlays_show_the_worst_cases_first_at_native_resolution():

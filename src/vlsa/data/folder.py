@@ -60,9 +60,12 @@ def load_classes(path: Path) -> tuple[DatasetSpec, dict[int, int]]:
         value = entry["value"]
         if not isinstance(value, int) or value == 0 or value in values:
             raise DataError(path, f"class {entry['name']!r}: value must be a unique non-zero integer, got {value!r}")
-        if str(entry["name"]) in names or str(entry["name"]) == "background":
-            raise DataError(path, f"class #{i}: name {entry['name']!r} is used twice (or is 'background'); "
-                                  "each class needs its own name")
+        name = str(entry["name"])
+        if name.strip().lower() == "background":
+            raise DataError(path, f"class #{i}: the name 'background' is reserved for mask value 0")
+        # names compared case-insensitively: 'Disc' and 'disc' would be one class to a reader of the tables
+        if name.strip().lower() in {n.strip().lower() for n in names}:
+            raise DataError(path, f"class #{i}: name {entry['name']!r} is used twice; each class needs its own name")
         names.append(str(entry["name"]))
         values[value] = i
         descriptions[str(entry["name"])] = str(entry.get("description", entry["name"]))

@@ -40,7 +40,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     spec = spec_from_dict(state["spec"])
     model = build_model(config, spec)
     load_model_state(model, state, run_dir / "checkpoints" / f"{which}.pt")
-    model.to(resolve_device(device)).eval()
+    model.to(resolve_device(device, "--device")).eval()
     return config, spec, model
 
 
@@ -123,7 +123,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
               "data": str(reader.root), "file": f"{name}.json", "scoring": SCORING_VERSION, "domains": {}}
     from vlsa.engine.postprocessing import decide
 
-    pp = decide(run_dir, config, spec, model, resolve_device(device))
+    pp = decide(run_dir, config, spec, model, resolve_device(device, "--device"))
     result["postprocess"] = pp
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
@@ -131,7 +131,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         samples = split_samples(reader, domain, split)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
-        native, small = predict_prepared(model, prepared, config.eval.batch_size, resolve_device(device))
+        native, small = predict_prepared(model, prepared, config.eval.batch_size, resolve_device(device, "--device"))
         role = "source" if domain in sources else "target"
         scores = score(prepared, native, spec, postprocess=pp["applied"])
         agg = scores.aggregate()

@@ -63,7 +63,7 @@ def check_no_overlap(inputs: list[str | Path], output: str | Path) -> None:
 class Predictor:
     def __init__(self, run_dir: str | Path, device: str = "cpu"):
         self.config, self.spec, self.model = load_run(run_dir, device=device)
-        self.device = resolve_device(device)  # "auto" -> cuda when present, as in training
+        self.device = resolve_device(device, "--device")  # "auto" -> cuda when present, as in training
         from vlsa.engine.postprocessing import decide
 
         self.postprocess = decide(run_dir, self.config, self.spec, self.model, self.device)["applied"]

@@ -95,7 +95,10 @@ def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False
 def model_label(config: Config) -> str:
     """'unet', or 'vlsa (medsam, frozen)': enough to tell two protocol tables apart."""
     m = config.model
-    return m.name if m.name != "vlsa" else f"vlsa ({m.backbone.name}, {m.backbone.tuning})"
+    if m.name != "vlsa":
+        return m.name
+    # the cnn backbone is always trained from scratch: its `tuning` key means nothing there
+    return f"vlsa ({m.backbone.name})" if m.backbone.name == "cnn" else f"vlsa ({m.backbone.name}, {m.backbone.tuning})"
 
 
 def budget(config: Config) -> dict:

@@ -36,11 +36,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, key: str = "config key 'train.device'") -> torch.device:
+    """'cpu' | 'cuda' | 'auto' -> a torch device; `key` names where the choice came from in the error."""
     from vlsa.errors import ConfigError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config key 'train.device': 'cuda' requested but no CUDA device is available")
+        raise ConfigError(f"{key}: 'cuda' requested but no CUDA device is available")
     return torch.device(name)
