@@ -123,7 +123,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
               "data": str(reader.root), "file": f"{name}.json", "scoring": SCORING_VERSION, "domains": {}}
     from vlsa.engine.postprocessing import decide
 
-    pp = decide(run_dir, config, spec, model, resolve_device(device, "--device"))
+    dev = resolve_device(device, "--device")  # once: load_run already accepted it
+    pp = decide(run_dir, config, spec, model, dev)
     result["postprocess"] = pp
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
@@ -131,7 +132,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         samples = split_samples(reader, domain, split)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
-        native, small = predict_prepared(model, prepared, config.eval.batch_size, resolve_device(device, "--device"))
+        native, small = predict_prepared(model, prepared, config.eval.batch_size, dev)
         role = "source" if domain in sources else "target"
         scores = score(prepared, native, spec, postprocess=pp["applied"])
         agg = scores.aggregate()
