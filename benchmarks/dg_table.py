@@ -108,13 +108,87 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
-def collect(runs: Path) -> dict:
-    """All finished units under `runs` (from this and earlier invocations), in METHODS order."""
+# How a unit runs, not what it computes: records made with other values still describe the same unit.
+RUN_ONLY_KEYS = ("threads", "device", "log_every")
+# per-domain metrics a committed unit record keeps (what summarise, dg_stats and DERIVED read)
+RECORD_KEYS = ("domains", "domains_postprocess_off", "domains_postprocess_on")
+
+
+def unit_config(dataset: str, method: str, seed: int, quick: bool = False, threads: int | None = None):
+    """The resolved config of one unit of a METHODS row (the one dg_table trains)."""
+    return load_config(CONFIGS[dataset], [*(QUICK if quick else []), *METHODS[method], f"seed={seed}",
+                                          "train.device=cpu", *([f"train.threads={threads}"] if threads else [])])
+
+
+def unit_digest(config) -> str:
+    """Digest of what a unit computes: the resolved config without RUN_ONLY_KEYS (threads, device)."""
+    import hashlib
+
+    tree = config.to_dict()
+    tree["train"] = {k: v for k, v in tree["train"].items() if k not in RUN_ONLY_KEYS}
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def expected_key(dataset: str, method: str, seed: int, quick: bool) -> str:
+    """What a committed record of this unit must carry to be used: the unit digest of the config
+    dg_table would train now (METHODS rows), or the external row's budget (nnU-Net v2)."""
+    if method in EXTERNAL_ROWS:
+        from vlsa.baselines.nnunet_row import QUICK_BUDGET, Budget
+
+        return json.dumps((QUICK_BUDGET if quick else Budget()).as_dict(), sort_keys=True)
+    return unit_digest(unit_config(dataset, method, seed, quick))
+
+
+def slim(result: dict) -> dict:
+    """A protocol result cut to what the tables read: per run, the per-domain metrics (with and
+    without post-processing) and the post-processing decision; a few kB instead of per-case lists."""
+    keep = ("role", "dice", "hd95", "asd", "n")
+    runs = {name: {**{k: {d: {m: v for m, v in dom.items() if m in keep} for d, dom in run[k].items()}
+                      for k in RECORD_KEYS if k in run},
+                   **({"postprocess": run["postprocess"]} if "postprocess" in run else {}),
+                   **({"scoring": run["scoring"]} if "scoring" in run else {})}
+            for name, run in result["runs"].items()}
+    return {k: result[k] for k in ("mode", "dataset", "domains", "model", "budget", "method") if k in result} \
+        | {"runs": runs}
+
+
+def archive_units(runs: Path, records: Path, quick: bool) -> None:
+    """Copy every finished unit under `runs` into `records` (committed with the results), keyed by
+    what it computes, so a later session with an empty runs folder can add rows without rerunning
+    the others. A unit whose key no longer matches (the method's config changed) is not copied."""
+    for dataset in CONFIGS:
+        for method in [*METHODS, *EXTERNAL_ROWS]:
+            for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
+                seed, result = int(path.parent.name[1:]), json.loads(path.read_text())
+                if method in METHODS:  # keyed by the config it was trained with
+                    saved = next(iter(sorted(path.parent.glob("*/config.yaml"))), None)
+                    if saved is None or unit_digest(load_config(saved)) != expected_key(dataset, method, seed, quick):
+                        continue
+                    key = unit_digest(load_config(saved))
+                else:  # an external row: keyed by the budget it was trained with
+                    key = json.dumps(result.get("budget"), sort_keys=True)
+                write_json(records / dataset / slug(method) / f"s{seed}.json", {"key": key, **slim(result)})
+
+
+def collect(runs: Path, records: Path | None = None, quick: bool = False) -> dict:
+    """All finished units under `runs` (from this and earlier invocations), in METHODS order; a unit
+    missing there is read from its committed record in `records` when the record's key matches the
+    config dg_table would train now (and every run in it was scored by the current scoring)."""
+    from vlsa.engine.inference import SCORING_VERSION
+
     units: dict = {}
     for dataset in CONFIGS:
         for method in [*METHODS, *EXTERNAL_ROWS]:
             for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
                 units.setdefault((dataset, method), {})[int(path.parent.name[1:])] = json.loads(path.read_text())
+            for path in sorted((records / dataset / slug(method)).glob("s*.json")) if records else []:
+                seed = int(path.stem[1:])
+                if seed in units.get((dataset, method), {}):
+                    continue
+                record = json.loads(path.read_text())
+                current = all(r.get("scoring", SCORING_VERSION) == SCORING_VERSION for r in record["runs"].values())
+                if current and record.get("key") == expected_key(dataset, method, seed, quick):
+                    units.setdefault((dataset, method), {})[seed] = record
         for name, (method, key) in DERIVED.items():
             for seed, result in units.get((dataset, method), {}).items():
                 if all(key in r for r in result["runs"].values()):
@@ -223,6 +297,10 @@ def markdown(table: dict, budget: dict, prov: dict, png: str, reference: str = R
            + ", ".join(f"{k} {v}" for k, v in budget.items()) + "." + _external_note(table) + "\n",
            "Reproduce everything with `python benchmarks/dg_table.py` (resumable: finished units are read back); "
            "the provenance below is of the process that wrote this file.\n", provenance_markdown(prov)]
+    if prov.get("units_from_records"):
+        out.append(f"- {len(prov['units_from_records'])} units read from their committed records (`<results>/"
+                   "dg_synthetic_units/`, same config digest, current scoring), trained in an earlier session: "
+                   + ", ".join(prov["units_from_records"]) + "\n")
     cmps = comparisons(table, reference)
     targets = target_check(table)
     for dataset, methods in table.items():
@@ -257,8 +335,14 @@ def budget_of(config) -> dict:
 
 
 def write_results(out: Path, name: str, runs: Path, prov: dict, budget: dict) -> dict:
-    """Summarise every finished unit under `runs` into out/name.{json,md,png}."""
-    table = summarise(collect(runs))
+    """Summarise every finished unit under `runs`, and the committed unit records in out/<name>_units
+    for units not there, into out/name.{json,md,png}; finished units are recorded there first."""
+    records, quick = out / f"{name}_units", name.endswith("_quick")
+    archive_units(runs, records, quick)
+    units = collect(runs, records, quick)
+    table = summarise(units)
+    prov = {**prov, "units_from_records": sorted(f"{d}/{m}/s{s}" for (d, m), by_seed in units.items() if m not in DERIVED
+                                                 for s, r in by_seed.items() if "key" in r and not (runs / d / slug(m) / f"s{s}").is_dir())}
     write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table, "std_ddof": 1, "reference": REFERENCE,
                                       "comparisons": comparisons(table), "target": target_check(table)})
     write_text(out / f"{name}.md", markdown(table, budget, prov, f"{name}.png"))
@@ -292,9 +376,7 @@ def main() -> None:
     for dataset in args.datasets:
         for seed in args.seeds:
             for method in args.methods:
-                overrides = [*(QUICK if args.quick else []), *METHODS[method], f"seed={seed}", "train.device=cpu",
-                             *([f"train.threads={args.threads}"] if args.threads else [])]
-                config = load_config(CONFIGS[dataset], overrides)
+                config = unit_config(dataset, method, seed, args.quick, args.threads)
                 budget = budget_of(config)
                 unit = runs / dataset / slug(method) / f"s{seed}"
                 with claim(unit) as mine:

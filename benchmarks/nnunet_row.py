@@ -29,11 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import provenance  # noqa: E402
 from dg_table import CONFIGS, QUICK, ROOT, budget_of, claim, slug, write_results  # noqa: E402
 
-from vlsa.baselines.nnunet_row import ROW, Budget, available, run_row  # noqa: E402
+from vlsa.baselines.nnunet_row import QUICK_BUDGET, ROW, Budget, available, run_row  # noqa: E402
 from vlsa.config import load_config  # noqa: E402
 from vlsa.engine.data import open_configured  # noqa: E402
-
-QUICK_BUDGET = Budget(epochs=2, iterations=3, batch=2, val_iterations=1)
 
 
 def main() -> None:

@@ -69,6 +69,10 @@ class Budget:
         return {**asdict(self), "total_iterations": self.total_iterations}
 
 
+# the smoke run of benchmarks/nnunet_row.py --quick
+QUICK_BUDGET = Budget(epochs=2, iterations=3, batch=2, val_iterations=1)
+
+
 def available() -> bool:
     return importlib.util.find_spec("nnunetv2") is not None
 

@@ -68,25 +68,41 @@ class Predictor:
 
         self.postprocess = decide(run_dir, self.config, self.spec, self.model, self.device)["applied"]
 
-    def _labels(self, planes: list[np.ndarray], original: tuple[int, int] | None = None):
+    def _labels(self, planes: list[np.ndarray], original: tuple[int, int] | None = None, volumes: int = 0):
         """C x H x W float planes -> (H x W label maps on each plane's own grid, H0 x W0 label maps
-        on the `original` grid the planes were resampled from (the same maps when None))."""
+        on the `original` grid the planes were resampled from (the same maps when None)).
+        `volumes` > 0: the planes are that many interleaved 3D volumes (plane k belongs to volume
+        k % volumes, as a x, y, z, t array reshaped to x, y, z*t orders them), and post-processing
+        works on each whole volume, as evaluation scores it; 0: each plane is its own image."""
         size, volumetric = self.config.data.image_size, self.spec.volumetric
         geoms = [geometry_for(volumetric, p.shape[-2:], size) for p in planes]
         batch = torch.stack([model_input(p, g, self.config) for p, g in zip(planes, geoms)])
         logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device)
         own = [to_original(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
-        post = getattr(self, "postprocess", False)  # per plane (2D rules); evaluation applies them per volume
+        post = getattr(self, "postprocess", False)
         if post:
-            from vlsa.postprocess import postprocess
-
-            own = [postprocess(lab, self.spec) for lab in own]
+            own = self._plausible(own, volumes)
         if original is None or all(p.shape[-2:] == tuple(original) for p in planes):
             return own, own
         back = [to_original(lg, g, original).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
         if post:
-            back = [postprocess(lab, self.spec) for lab in back]
+            back = self._plausible(back, volumes)
         return own, back
+
+    def _plausible(self, labels: list[np.ndarray], volumes: int) -> list[np.ndarray]:
+        """Anatomical post-processing (vlsa.postprocess) per image, or per 3D volume when `volumes` > 0
+        (largest 3D component, as evaluation applies it; per plane it would keep one blob per slice)."""
+        from vlsa.postprocess import postprocess
+
+        if volumes <= 0:
+            return [postprocess(lab, self.spec) for lab in labels]
+        out = list(labels)
+        for v in range(volumes):
+            index = list(range(v, len(labels), volumes))
+            fixed = postprocess(np.stack([labels[i] for i in index]), self.spec)  # D x H x W
+            for i, lab in zip(index, fixed):
+                out[i] = lab
+        return out
 
     def predict_image(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         return self.predict_images([path])[0]
@@ -109,7 +125,8 @@ class Predictor:
         shape = data.shape
         vol = data.reshape(shape[0], shape[1], -1)  # x, y, (z*t)
         planes = [img for img, _, _, _ in volume_planes(vol, zooms, self.config.data.spacing)]
-        labels, back = self._labels(planes, original=shape[:2])  # resampled grid (overlays), input grid
+        frames = shape[3] if data.ndim == 4 else 1  # x, y, z, t -> t volumes of z slices each
+        labels, back = self._labels(planes, original=shape[:2], volumes=frames if data.ndim >= 3 else 0)
         out = np.stack(back, axis=-1).reshape(shape).astype(np.uint8)
         return out, affine, list(zip(planes, labels))
 

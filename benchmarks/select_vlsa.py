@@ -1,0 +1,128 @@
+"""Choose VLSA's default configuration on *source* data only, never on the unseen domains.
+
+For each candidate configuration (overrides of the packaged config), dataset and source domain,
+train one run (seed 0, the DG table's budget) and record the best source-validation Dice (the
+checkpoint-selection score) and the source domain's test-split Dice. The candidate with the
+highest mean source score is the one to ship; the unseen-domain Dice is written beside it only
+so that the note can say afterwards what the choice cost or bought, and is never used to choose.
+
+    python benchmarks/select_vlsa.py --datasets mms --sources A B --threads 1
+    python benchmarks/select_vlsa.py --report-only
+
+Resumable: each finished run is read back from <runs>/<dataset>/<candidate>/<source>/.
+Writes benchmarks/results/vlsa_selection.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import provenance, provenance_markdown  # noqa: E402
+from dg_table import CONFIGS, ROOT, claim, slug  # noqa: E402
+
+from vlsa.config import load_config  # noqa: E402
+from vlsa.engine.data import open_configured  # noqa: E402
+from vlsa.engine.protocol import run_one  # noqa: E402
+from vlsa.utils.atomic import write_json, write_text  # noqa: E402
+
+# Changes to VLSA alone; the augmentation policy and the training budget stay those of every row.
+CANDIDATES = {
+    "default (cnn 16, dim 32)": [],
+    "cnn width 32": ["model.backbone.cnn_width=32"],
+    "decoder dim 64": ["model.decoder.dim=64", "model.decoder.embed_dim=64"],
+    "cnn width 32 + decoder dim 64": ["model.backbone.cnn_width=32", "model.decoder.dim=64",
+                                      "model.decoder.embed_dim=64"],
+}
+
+
+def best_val(run_dir: Path) -> float:
+    """The best source-validation Dice logged during training (the checkpoint-selection score)."""
+    scores = [float(r["val_dice"]) for r in _log(run_dir) if r.get("val_dice")]
+    return max(scores) if scores else float("nan")
+
+
+def _log(run_dir: Path) -> list[dict]:
+    import csv
+
+    path = run_dir / "log.csv"
+    return list(csv.DictReader(path.open())) if path.is_file() else []
+
+
+def collect(runs: Path) -> dict:
+    """dataset -> candidate -> source -> {source_val, source_test, unseen}."""
+    out: dict = {}
+    for dataset in CONFIGS:
+        for name in CANDIDATES:
+            for metrics_path in sorted((runs / dataset / slug(name)).glob("*/metrics.json")):
+                metrics = json.loads(metrics_path.read_text())
+                domains = metrics["domains"].values()
+                out.setdefault(dataset, {}).setdefault(name, {})[metrics_path.parent.name] = {
+                    "source_val": best_val(metrics_path.parent),
+                    "source_test": float(np.mean([d["dice"]["mean"] for d in domains if d["role"] == "source"])),
+                    "unseen": float(np.mean([d["dice"]["mean"] for d in domains if d["role"] == "target"])),
+                }
+    return out
+
+
+def report(results: dict, prov: dict) -> str:
+    lines = ["# VLSA configuration chosen on source data", "",
+             "Seed 0, the DG table's budget and augmentation policy. **Chosen by source validation only**: "
+             "the unseen-domain column is shown after the choice, never used for it.", "",
+             "Reproduce: `python benchmarks/select_vlsa.py`", "", provenance_markdown(prov)]
+    for dataset, by_name in results.items():
+        lines += [f"## {dataset}", "", "| candidate | sources | source val Dice | source test Dice | unseen Dice (not used) |",
+                  "|---|---|---|---|---|"]
+        for name, by_source in by_name.items():
+            vals = list(by_source.values())
+            mean = {k: np.mean([v[k] for v in vals]) for k in ("source_val", "source_test", "unseen")}
+            lines.append(f"| {name} | {', '.join(by_source)} | {mean['source_val']:.4f} | {mean['source_test']:.4f} | "
+                         f"{mean['unseen']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--sources", nargs="+", default=None, help="source domains (default: the first two)")
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "runs" / "selection"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    runs, out = Path(args.runs), Path(args.out)
+    for dataset in [] if args.report_only else args.datasets:
+        for name in args.candidates:
+            overrides = [*CANDIDATES[name], "seed=0", "train.device=cpu",
+                         *([f"train.threads={args.threads}"] if args.threads else [])]
+            config = load_config(CONFIGS[dataset], overrides)
+            domains = open_configured(config).domains()
+            for source in args.sources or domains[:2]:
+                unit = runs / dataset / slug(name) / source
+                with claim(unit) as mine:
+                    print(f"== {dataset} | {name} | {source}" + ("" if mine else ": busy"), flush=True)
+                    if not mine:
+                        continue
+                    cfg = config.model_copy(deep=True)
+                    cfg.data.source = [source]
+                    cfg.data.targets = [d for d in domains if d != source]
+                    run_one(cfg, unit, quiet=True)
+    results = collect(runs)
+    prov = provenance()
+    write_json(out / "vlsa_selection.json", {"provenance": prov, "candidates": CANDIDATES, "results": results})
+    write_text(out / "vlsa_selection.md", report(results, prov))
+    print((out / "vlsa_selection.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Committed unit records of the DG table (benchmarks/dg_table.py): a unit trained in one session
+is read back in a later one with an empty runs folder, but only while it describes what dg_table
+would train now (same config digest, current scoring)."""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import dg_table  # noqa: E402
+
+from vlsa.config import save_config  # noqa: E402
+from vlsa.engine.inference import SCORING_VERSION  # noqa: E402
+
+
+def _unit(runs: Path, method: str, seed: int, dice: float, threads: int | None = 1) -> None:
+    """A finished fundus unit of `method` on disk, as run_protocol leaves it (one source run)."""
+    unit = runs / "fundus" / dg_table.slug(method) / f"s{seed}"
+    save_config(dg_table.unit_config("fundus", method, seed, quick=True, threads=threads), unit / "Domain1" / "config.yaml")
+    domains = {"Domain1": {"role": "source", "dice": {"rim": 0.9, "cup": 0.9, "mean": 0.9}, "hd95": {"mean": 2.0},
+                           "cases": [1, 2, 3]},
+               "Domain2": {"role": "target", "dice": {"rim": dice, "cup": dice, "mean": dice}, "hd95": {"mean": 5.0},
+                           "cases": [4, 5, 6]}}
+    run = {"domains": domains, "domains_postprocess_off": domains, "scoring": SCORING_VERSION}
+    (unit / "protocol.json").write_text(json.dumps({"mode": "single-source", "runs": {"Domain1": run}}))
+
+
+def test_a_finished_unit_is_read_back_from_its_record_when_the_runs_folder_is_gone(tmp_path):
+    runs, records = tmp_path / "runs", tmp_path / "results" / "dg_synthetic_quick_units"
+    _unit(runs, "VLSA", 0, 0.8)
+    _unit(runs, "ERM U-Net", 0, 0.7, threads=None)  # threads are how, not what: same record key
+    dg_table.archive_units(runs, records, quick=True)
+    record = json.loads((records / "fundus" / "vlsa" / "s0.json").read_text())
+    assert "cases" not in record["runs"]["Domain1"]["domains"]["Domain2"]  # slim: metrics only
+    units = dg_table.collect(tmp_path / "empty", records, quick=True)
+    assert set(units) == {("fundus", "VLSA"), ("fundus", "ERM U-Net"), ("fundus", "VLSA w/o post-processing")}
+    table = dg_table.summarise(units)["fundus"]
+    assert table["VLSA"]["unseen_dice"] == 0.8 and table["ERM U-Net"]["unseen_dice"] == 0.7
+    # the runs folder wins over a record of the same unit
+    _unit(tmp_path / "new", "VLSA", 0, 0.6)
+    assert dg_table.summarise(dg_table.collect(tmp_path / "new", records, quick=True))["fundus"]["VLSA"]["unseen_dice"] == 0.6
+
+
+def test_a_record_of_another_config_or_an_older_scoring_is_not_used(tmp_path, monkeypatch):
+    runs, records = tmp_path / "runs", tmp_path / "units"
+    _unit(runs, "VLSA", 0, 0.8)
+    _unit(runs, "ERM U-Net", 0, 0.7)
+    dg_table.archive_units(runs, records, quick=True)
+    path = records / "fundus" / "erm_u_net" / "s0.json"
+    old = json.loads(path.read_text())
+    old["runs"]["Domain1"]["scoring"] = SCORING_VERSION - 1
+    path.write_text(json.dumps(old))
+    monkeypatch.setitem(dg_table.METHODS, "VLSA", ["model.em.k=32"])  # VLSA's default changed since
+    assert dg_table.collect(tmp_path / "empty", records, quick=True) == {}
+    # and a unit trained with the old config is not recorded under the new one
+    dg_table.archive_units(runs, tmp_path / "again", quick=True)
+    assert not (tmp_path / "again" / "fundus" / "vlsa").exists()
