@@ -19,6 +19,13 @@ cache (benchmarks/runs/feature_cache, about 2 GB for both datasets; VLSA_FEATURE
 so a restarted or second process does not recompute them. A unit being run is claimed with a lock
 file holding the process id, so more processes on one dataset share the work instead of colliding:
 each skips the units another live process holds.
+
+Every finished unit is also recorded, slimmed to its per-domain metrics, in
+benchmarks/results/dg_synthetic_units/<dataset>/<method>/s<seed>.json, committed with the results.
+A unit missing from the runs folder (a new session, a new machine) is read from its record when
+the record's key matches what dg_table would train now: the config digest without threads/device
+(METHODS rows) or the budget (nnU-Net v2), and the current scoring. So rows can be added one
+session at a time, and a changed default silently reuses nothing: its records no longer match.
 """
 
 from __future__ import annotations
@@ -298,8 +305,8 @@ def markdown(table: dict, budget: dict, prov: dict, png: str, reference: str = R
            "Reproduce everything with `python benchmarks/dg_table.py` (resumable: finished units are read back); "
            "the provenance below is of the process that wrote this file.\n", provenance_markdown(prov)]
     if prov.get("units_from_records"):
-        out.append(f"- {len(prov['units_from_records'])} units read from their committed records (`<results>/"
-                   "dg_synthetic_units/`, same config digest, current scoring), trained in an earlier session: "
+        out.append(f"- {len(prov['units_from_records'])} units read from their committed records (`{prov['records']}/`, "
+                   "same config digest or budget, current scoring), trained in an earlier session: "
                    + ", ".join(prov["units_from_records"]) + "\n")
     cmps = comparisons(table, reference)
     targets = target_check(table)
@@ -341,7 +348,7 @@ def write_results(out: Path, name: str, runs: Path, prov: dict, budget: dict) ->
     archive_units(runs, records, quick)
     units = collect(runs, records, quick)
     table = summarise(units)
-    prov = {**prov, "units_from_records": sorted(f"{d}/{m}/s{s}" for (d, m), by_seed in units.items() if m not in DERIVED
+    prov = {**prov, "records": f"{name}_units", "units_from_records": sorted(f"{d}/{m}/s{s}" for (d, m), by_seed in units.items() if m not in DERIVED
                                                  for s, r in by_seed.items() if "key" in r and not (runs / d / slug(m) / f"s{s}").is_dir())}
     write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table, "std_ddof": 1, "reference": REFERENCE,
                                       "comparisons": comparisons(table), "target": target_check(table)})

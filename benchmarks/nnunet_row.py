@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import provenance  # noqa: E402
 from dg_table import CONFIGS, QUICK, ROOT, budget_of, claim, slug, write_results  # noqa: E402
 
-from vlsa.baselines.nnunet_row import QUICK_BUDGET, ROW, Budget, available, run_row  # noqa: E402
+from vlsa.baselines.nnunet_row import QUICK_BUDGET, ROW, Budget, available, finished, run_row  # noqa: E402
 from vlsa.config import load_config  # noqa: E402
 from vlsa.engine.data import open_configured  # noqa: E402
 
@@ -38,7 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--sources", nargs="+", default=None, help="source domains (default: all; --quick: the first)")
+    parser.add_argument("--sources", nargs="+", default=None,
+                        help="train only these source domains in this process (default: all; --quick: the first); "
+                             "a seed enters the table once all its sources are done, by any process or session")
     parser.add_argument("--quick", action="store_true", help="tiny data, 2 epochs x 3 iterations: a smoke run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of nnU-Net (default 1)")
     parser.add_argument("--epochs", type=int, default=None, help="override the budget's epochs")
@@ -61,16 +63,21 @@ def main() -> None:
         for seed in args.seeds:
             config = load_config(CONFIGS[dataset], [*(QUICK if args.quick else []), f"seed={seed}"])
             reader = open_configured(config)
-            sources = args.sources or (reader.domains()[:1] if args.quick else None)
+            domains = reader.domains()
+            row = domains[:1] if args.quick else domains  # the sources a finished seed holds
             unit = runs / dataset / slug(ROW) / f"s{seed}"
+            records = out / f"{name}_units" / dataset / slug(ROW) / f"s{seed}"
             start = time.perf_counter()
-            with claim(unit) as mine:
-                print(f"== {dataset} | {ROW} | seed {seed}" + ("" if mine else ": busy in another process"), flush=True)
-                if not mine:
-                    continue
-                run_row(reader, dataset, unit, budget, seed=seed, threads=args.threads, sources=sources,
-                        val_fraction=config.data.val_fraction)
-            print(f"   done in {time.perf_counter() - start:.0f} s", flush=True)
+            for source in args.sources or row:  # one claim per source: two processes can share a seed
+                with claim(unit / source) as mine:
+                    print(f"== {dataset} | {ROW} | seed {seed} | {source}" + ("" if mine else ": busy in another process"),
+                          flush=True)
+                    if mine:
+                        run_row(reader, dataset, unit, budget, seed=seed, threads=args.threads, sources=[source],
+                                val_fraction=config.data.val_fraction, records=records, write=False)
+            if finished(unit, row, budget, records):  # every source done: the seed's protocol.json, then the table
+                run_row(reader, dataset, unit, budget, seed=seed, sources=row, records=records)
+                print(f"   seed {seed} complete ({time.perf_counter() - start:.0f} s in this process)", flush=True)
             write_results(out, name, runs, prov, budget_of(config))
     print((out / f"{name}.md").read_text())
 

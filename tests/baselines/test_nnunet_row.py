@@ -52,6 +52,31 @@ def test_row_scores_predictions_with_vlsa_metrics_and_resumes(fundus_root, tmp_p
     assert calls == ["Domain1", "Domain2"]  # finished units are read back, not rerun
 
 
+def test_finished_sources_come_back_from_committed_records_in_a_new_session(fundus_root, tmp_path, monkeypatch):
+    """A source trained in one session is recorded; a later session (empty runs folder) reads it back
+    instead of retraining, but only with the same budget; the seed is finished only with all sources."""
+    from vlsa.baselines.nnunet_row import finished
+
+    reader = open_reader("fundus", fundus_root)
+    calls, records = [], tmp_path / "units" / "s0"
+    monkeypatch.setattr(nnunet_row, "available", lambda: True)
+    monkeypatch.setattr(nnunet_row, "run_nnunet", _fake_nnunet(reader, calls))
+    quiet = {"log": lambda _: None, "records": records}
+    run_row(reader, "fundus", tmp_path / "session1", Budget(), sources=["Domain1"], write=False, **quiet)
+    assert not (tmp_path / "session1" / "protocol.json").exists()  # a partial row is not a seed's result
+    assert not finished(tmp_path / "session2", reader.domains(), Budget(), records)
+    run_row(reader, "fundus", tmp_path / "session2", Budget(), sources=["Domain2", "Domain3", "Domain4"],
+            write=False, **quiet)
+    assert finished(tmp_path / "session3", reader.domains(), Budget(), records)
+    result = run_row(reader, "fundus", tmp_path / "session3", Budget(), **quiet)
+    assert calls == ["Domain1", "Domain2", "Domain3", "Domain4"]  # nothing retrained in session 3
+    assert list(result["runs"]) == reader.domains() and (tmp_path / "session3" / "protocol.json").is_file()
+    other = Budget(epochs=3)
+    assert not finished(tmp_path / "session4", reader.domains(), other, records)
+    run_row(reader, "fundus", tmp_path / "session4", other, sources=["Domain1"], **quiet)
+    assert calls[-1] == "Domain1"  # another budget: the record is not used
+
+
 def test_splits_hold_out_the_validation_cases_of_the_other_rows(cardiac_root, tmp_path):
     from vlsa.data.export_nnunet import export_nnunet
     from vlsa.engine.data import split_train_val

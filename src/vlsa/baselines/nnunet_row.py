@@ -162,11 +162,32 @@ def load_predictions(samples, folder: Path, volumetric: bool, num_classes: int) 
     return preds
 
 
+def read_record(record: Path | None, budget: Budget) -> dict | None:
+    """A committed per-source result of an earlier session, when made with this budget and scoring."""
+    from vlsa.engine.inference import SCORING_VERSION
+
+    if record is None or not record.is_file():
+        return None
+    try:
+        result = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    return result if result.get("budget") == budget.as_dict() and result.get("scoring") == SCORING_VERSION else None
+
+
 def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed: int = 0, threads: int = 1,
-             val_fraction: float = 0.2) -> dict:
-    """Train nnU-Net on `source`, predict every domain's test split, score with vlsa's metrics."""
+             val_fraction: float = 0.2, record: Path | None = None) -> dict:
+    """Train nnU-Net on `source`, predict every domain's test split, score with vlsa's metrics.
+    A finished unit is read back from unit/metrics.json, else from `record` (a committed copy from
+    an earlier session, used only with the same budget and scoring); a new result is written to both."""
+    from vlsa.engine.inference import SCORING_VERSION
+
     if (unit / "metrics.json").is_file():
         return json.loads((unit / "metrics.json").read_text())
+    recorded = read_record(record, budget)
+    if recorded is not None:
+        write_json(unit / "metrics.json", recorded)
+        return recorded
     if not available():
         raise VlsaError("the nnU-Net row needs nnunetv2: pip install 'vlsa[nnunet]'")
     start = time.perf_counter()
@@ -179,7 +200,7 @@ def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed
     spec = reader.spec
     result = {"dataset": dataset, "source": [source], "units": "mm" if spec.volumetric else "px",
               "unit_of_evaluation": "volume" if spec.volumetric else "image", "method": ROW,
-              "budget": budget.as_dict(), "domains": {}}
+              "budget": budget.as_dict(), "scoring": SCORING_VERSION, "domains": {}}
     for domain in domains:
         samples = list(reader.samples(domain, "test"))
         preds = load_predictions(samples, outputs[domain], spec.volumetric, spec.num_classes)
@@ -187,20 +208,34 @@ def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed
         result["domains"][domain] = {"role": "source" if domain == source else "target", **agg}
     result["wall_s"] = round(time.perf_counter() - start, 1)
     write_json(unit / "metrics.json", result)
+    if record is not None:
+        write_json(record, result)
     return result
 
 
+def finished(out: str | Path, sources: list[str], budget: Budget, records: Path | None = None) -> bool:
+    """Whether every source unit of a row under `out` is done (on disk or in `records`)."""
+    return all((Path(out) / s / "metrics.json").is_file() or read_record(records and records / f"{s}.json", budget)
+               for s in sources)
+
+
 def run_row(reader, dataset: str, out: str | Path, budget: Budget, seed: int = 0, threads: int = 1,
-            sources: list[str] | None = None, val_fraction: float = 0.2, log=print) -> dict:
-    """Every source domain of `reader` -> out/<source>/ units; out/protocol.json (+ .md) as run_protocol."""
+            sources: list[str] | None = None, val_fraction: float = 0.2, log=print,
+            records: Path | None = None, write: bool = True) -> dict:
+    """Every source domain of `reader` (or `sources`) -> out/<source>/ units; out/protocol.json (+ .md)
+    as run_protocol. `records`: a folder of committed per-source results (<source>.json) read back
+    instead of retraining, and written after each new unit. `write=False`: run the units only (a
+    process doing part of a row), without protocol.json."""
     out = Path(out)
     domains = reader.domains()
     runs = {}
     for source in sources or domains:
         log(f"  nnU-Net v2 | {dataset} | seed {seed} | source {source}")
-        runs[source] = run_unit(reader, dataset, source, out / source, budget, seed, threads, val_fraction)
+        runs[source] = run_unit(reader, dataset, source, out / source, budget, seed, threads, val_fraction,
+                                record=records / f"{source}.json" if records else None)
     result = {"mode": "single-source", "dataset": dataset, "domains": domains, "runs": runs,
               "table": dice_matrix(runs, domains), "method": ROW, "budget": budget.as_dict()}
-    write_json(out / "protocol.json", result)
-    write_text(out / "protocol.md", protocol_markdown(result))
+    if write:
+        write_json(out / "protocol.json", result)
+        write_text(out / "protocol.md", protocol_markdown(result))
     return result

@@ -43,7 +43,7 @@ class nnUNetTrainerBudget(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
         self.num_epochs = self.EPOCHS
         self.num_iterations_per_epoch = self.ITERATIONS
         self.num_val_iterations_per_epoch = self.VAL_ITERATIONS
-        self.save_every = max(1, self.EPOCHS // 2)
+        self.save_every = 1  # an epoch is minutes on CPU: an interrupted training loses at most one
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         self.print_to_log_file("final validation skipped: vlsa scores the unseen domains itself")
