@@ -117,6 +117,8 @@ def slug(name: str) -> str:
 
 # How a unit runs, not what it computes: records made with other values still describe the same unit.
 RUN_ONLY_KEYS = ("threads", "device", "log_every")
+# set per run by the protocol (each source in turn, the others as targets): not part of the unit
+PROTOCOL_KEYS = ("source", "targets")
 # per-domain metrics a committed unit record keeps (what summarise, dg_stats and DERIVED read)
 RECORD_KEYS = ("domains", "domains_postprocess_off", "domains_postprocess_on")
 
@@ -128,11 +130,13 @@ def unit_config(dataset: str, method: str, seed: int, quick: bool = False, threa
 
 
 def unit_digest(config) -> str:
-    """Digest of what a unit computes: the resolved config without RUN_ONLY_KEYS (threads, device)."""
+    """Digest of what a unit computes: the resolved config without RUN_ONLY_KEYS (threads, device)
+    and PROTOCOL_KEYS, so a source run's saved config and the unit's config give the same digest."""
     import hashlib
 
     tree = config.to_dict()
     tree["train"] = {k: v for k, v in tree["train"].items() if k not in RUN_ONLY_KEYS}
+    tree["data"] = {k: v for k, v in tree["data"].items() if k not in PROTOCOL_KEYS}
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -167,11 +171,11 @@ def archive_units(runs: Path, records: Path, quick: bool) -> None:
         for method in [*METHODS, *EXTERNAL_ROWS]:
             for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
                 seed, result = int(path.parent.name[1:]), json.loads(path.read_text())
-                if method in METHODS:  # keyed by the config it was trained with
-                    saved = next(iter(sorted(path.parent.glob("*/config.yaml"))), None)
-                    if saved is None or unit_digest(load_config(saved)) != expected_key(dataset, method, seed, quick):
+                if method in METHODS:  # keyed by the config its runs were trained with
+                    saved = {unit_digest(load_config(c)) for c in path.parent.glob("*/config.yaml")}
+                    key = expected_key(dataset, method, seed, quick)
+                    if saved != {key}:
                         continue
-                    key = unit_digest(load_config(saved))
                 else:  # an external row: keyed by the budget it was trained with
                     key = json.dumps(result.get("budget"), sort_keys=True)
                 write_json(records / dataset / slug(method) / f"s{seed}.json", {"key": key, **slim(result)})
@@ -348,8 +352,9 @@ def write_results(out: Path, name: str, runs: Path, prov: dict, budget: dict) ->
     archive_units(runs, records, quick)
     units = collect(runs, records, quick)
     table = summarise(units)
-    prov = {**prov, "records": f"{name}_units", "units_from_records": sorted(f"{d}/{m}/s{s}" for (d, m), by_seed in units.items() if m not in DERIVED
-                                                 for s, r in by_seed.items() if "key" in r and not (runs / d / slug(m) / f"s{s}").is_dir())}
+    from_records = sorted(f"{d}/{m}/s{s}" for (d, m), by_seed in units.items() if m not in DERIVED
+                          for s, r in by_seed.items() if "key" in r)  # runs-folder results carry no key
+    prov = {**prov, "records": f"{name}_units", "units_from_records": from_records}
     write_json(out / f"{name}.json", {"provenance": prov, "budget": budget, "table": table, "std_ddof": 1, "reference": REFERENCE,
                                       "comparisons": comparisons(table), "target": target_check(table)})
     write_text(out / f"{name}.md", markdown(table, budget, prov, f"{name}.png"))

@@ -18,7 +18,9 @@ from vlsa.engine.inference import SCORING_VERSION  # noqa: E402
 def _unit(runs: Path, method: str, seed: int, dice: float, threads: int | None = 1) -> None:
     """A finished fundus unit of `method` on disk, as run_protocol leaves it (one source run)."""
     unit = runs / "fundus" / dg_table.slug(method) / f"s{seed}"
-    save_config(dg_table.unit_config("fundus", method, seed, quick=True, threads=threads), unit / "Domain1" / "config.yaml")
+    config = dg_table.unit_config("fundus", method, seed, quick=True, threads=threads)
+    config.data.source, config.data.targets = ["Domain1"], ["Domain2"]  # as run_protocol saves a source run
+    save_config(config, unit / "Domain1" / "config.yaml")
     domains = {"Domain1": {"role": "source", "dice": {"rim": 0.9, "cup": 0.9, "mean": 0.9}, "hd95": {"mean": 2.0},
                            "cases": [1, 2, 3]},
                "Domain2": {"role": "target", "dice": {"rim": dice, "cup": dice, "mean": dice}, "hd95": {"mean": 5.0},
