@@ -36,8 +36,15 @@ SEED = 20251129  # fixed: every candidate is scored on the same corrupted images
 
 def corruptions():
     """name -> MONAI array transform on one C x H x W image in [0, 1] (returns the same shape)."""
-    from monai.transforms import (AdjustContrast, GaussianSmooth, RandBiasField, RandGaussianNoise, RandGibbsNoise,
-                                  RandHistogramShift, ScaleIntensityRange)
+    from monai.transforms import (
+        AdjustContrast,
+        GaussianSmooth,
+        RandBiasField,
+        RandGaussianNoise,
+        RandGibbsNoise,
+        RandHistogramShift,
+        ScaleIntensityRange,
+    )
 
     return {
         "gamma 0.4": AdjustContrast(gamma=0.4),
