@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -120,10 +121,13 @@ def encoder_headline(speed: dict) -> list[str]:
     speeds = "; ".join(f"batch {r['batch']}: {r['img_s_best']:.2f} img/s vs {rows[('off', r['batch'])]['img_s_best']:.2f} "
                        f"({r['speedup']:.1f}× wall, {r['speedup_cpu']:.1f}× CPU time)" for r in mine)
     load = enc.get("load_average_before", enc["load_average"])[0]
-    line = (f"- LiteMedSAM encoder at 256 px on {enc['threads']} shared cores (load average {load:.1f}): default "
+    best = max(mine, key=lambda r: r["fraction_of_peak"])
+    peak_kind = "bf16" if best["peak_gflop_s"] != enc.get("matmul_peak_gflop_s", {}).get("fp32") else "fp32"
+    line = (f"- LiteMedSAM encoder at 256 px on {enc['threads']} cores (load average {load:.1f} before): default "
             f"path `{enc['default_path']}` vs eager fp32, {speeds}; cosine to eager ≥ "
-            f"{min(min(r['cosine_per_level']) for r in mine):.4f} per feature map; "
-            f"{max(r['fraction_of_peak'] for r in mine):.0%} of the measured bf16 matmul peak.")
+            f"{math.floor(min(min(r['cosine_per_level']) for r in mine) * 1e4) / 1e4:.4f} per feature map; "  # '≥' rounds down
+            f"{best['fraction_of_peak']:.0%} of the measured {peak_kind} matmul peak "
+            f"({best['peak_gflop_s']:.0f} GFLOP/s).")
     pred = speed.get("predict")
     if pred:
         line += " `vlsa predict` end to end: " + ", ".join(f"{r['img_s']:.2f} img/s ({r['path']})" for r in pred["rows"]) + "."
