@@ -51,10 +51,12 @@ from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # One augmentation policy (configs' data.augment: colour 0.5, intensity, flips/rotations) for every
-# method; only "ERM U-Net" turns its appearance part off, as the plain-ERM reference.
+# method; only "ERM U-Net" turns its appearance part off, as the plain-ERM reference. VLSA's cardiac
+# config adds RandConv views (chosen on source data, benchmarks/select_vlsa.py rule 2): the ERM rows
+# pin RandConv off (a no-op on fundus), the RandConv row on, so the baselines are the same everywhere.
 METHODS = {
-    "ERM U-Net": ["model.name=unet", "data.augment.colour=0"],
-    "ERM U-Net + colour aug": ["model.name=unet"],
+    "ERM U-Net": ["model.name=unet", "data.augment.colour=0", "data.augment.randconv=false"],
+    "ERM U-Net + colour aug": ["model.name=unet", "data.augment.randconv=false"],
     "ERM U-Net + RandConv": ["model.name=unet", "data.augment.randconv=true"],
     "VLSA": [],
     "VLSA w/o EM": ["model.em.enabled=false"],

@@ -19,10 +19,15 @@ def _dg_table():
 def test_vlsa_with_the_appearance_policy_is_the_default():
     cfg = build_config()
     assert cfg.model.name == "vlsa" and cfg.data.augment.colour > 0 and cfg.eval.postprocess == "auto"
-    for name in ("fundus_sdg.yaml", "mms_sdg.yaml"):
-        sdg = load_config(ROOT / "configs" / name)
+    import json
+
+    chosen = json.loads((ROOT / "benchmarks" / "results" / "vlsa_selection.json").read_text())["chosen_2"]
+    for dataset in ("fundus", "mms"):
+        sdg = load_config(ROOT / "configs" / f"{dataset}_sdg.yaml")
         assert sdg.model.name == "vlsa" and sdg.model.backbone.name == cfg.model.backbone.name
-        assert sdg.data.augment == cfg.data.augment
+        # the shared policy, plus RandConv views exactly where source-only selection chose them
+        assert sdg.data.augment.randconv == (chosen[dataset] == "RandConv views"), dataset
+        assert sdg.data.augment.model_copy(update={"randconv": cfg.data.augment.randconv}) == cfg.data.augment
 
 
 def test_dg_table_methods_share_one_policy_and_derive_the_postprocessing_row():
@@ -33,7 +38,9 @@ def test_dg_table_methods_share_one_policy_and_derive_the_postprocessing_row():
         touched = {o.split("=")[0] for o in overrides} & policy_keys
         assert touched == ({"data.augment.colour"} if method == "ERM U-Net" else set()), method
     assert dg.METHODS["VLSA"] == []  # the default configuration, as a user gets it
-    assert any("randconv" in o for o in dg.METHODS["ERM U-Net + RandConv"])
+    assert "data.augment.randconv=true" in dg.METHODS["ERM U-Net + RandConv"]
+    # the ERM rows keep RandConv off even where VLSA's config turns it on
+    assert all("data.augment.randconv=false" in dg.METHODS[m] for m in ("ERM U-Net", "ERM U-Net + colour aug"))
     method, key = dg.DERIVED["VLSA w/o post-processing"]
     assert method == "VLSA" and key == "domains_postprocess_off"
 
