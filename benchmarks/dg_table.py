@@ -405,4 +405,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from vlsa.errors import VlsaError
+
+    try:
+        main()
+    except VlsaError as exc:  # e.g. a cached run made with another config: one line, not a traceback
+        print(f"dg_table.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -59,3 +59,27 @@ def test_a_record_of_another_config_or_an_older_scoring_is_not_used(tmp_path, mo
     # and a unit trained with the old config is not recorded under the new one
     dg_table.archive_units(runs, tmp_path / "again", quick=True)
     assert not (tmp_path / "again" / "fundus" / "vlsa").exists()
+
+
+def test_a_cached_run_made_with_another_config_is_a_one_line_error(tmp_path):
+    """dg_table refuses to mix a run folder trained with another config into a unit: exit 2, the
+    folder named, no traceback (as a changed default leaves stale runs behind)."""
+    import os
+    import subprocess
+
+    runs = tmp_path / "runs"
+    config = dg_table.unit_config("fundus", "VLSA", 0, quick=True, threads=1)
+    config.train.steps = 21  # another config than dg_table would train now
+    config.data.source, config.data.targets = ["Domain1"], ["Domain2", "Domain3", "Domain4"]
+    stale = runs / "quick" / "fundus" / dg_table.slug("VLSA") / "s0" / "Domain1"
+    save_config(config, stale / "config.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VLSA_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dg_table.py"), "--quick", "--datasets", "fundus",
+                           "--methods", "VLSA", "--seeds", "0", "--threads", "1", "--runs", str(runs),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    import re
+
+    lines = [line for line in re.split(r"[\r\n]", proc.stderr) if "error" in line.lower()]  # not the progress bars
+    assert len(lines) == 1 and str(stale / "config.yaml") in lines[0] and "another config" in lines[0]
