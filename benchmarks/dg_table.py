@@ -47,6 +47,7 @@ from plots import plot_dg  # noqa: E402
 
 from vlsa.config import load_config  # noqa: E402
 from vlsa.engine.protocol import run_protocol  # noqa: E402
+from vlsa.errors import VlsaError  # noqa: E402
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,10 +184,11 @@ def archive_units(runs: Path, records: Path, quick: bool) -> None:
                 write_json(records / dataset / slug(method) / f"s{seed}.json", {"key": key, **slim(result)})
 
 
-def collect(runs: Path, records: Path | None = None, quick: bool = False) -> dict:
+def collect(runs: Path, records: Path | list[Path] | None = None, quick: bool = False) -> dict:
     """All finished units under `runs` (from this and earlier invocations), in METHODS order; a unit
-    missing there is read from its committed record in `records` when the record's key matches the
-    config dg_table would train now (and every run in it was scored by the current scoring)."""
+    missing there is read from its committed record in `records` (a folder, or folders searched in
+    order) when the record's key matches the config dg_table would train now (and every run in it
+    was scored by the current scoring)."""
     from vlsa.engine.inference import SCORING_VERSION
 
     units: dict = {}
@@ -194,7 +196,8 @@ def collect(runs: Path, records: Path | None = None, quick: bool = False) -> dic
         for method in [*METHODS, *EXTERNAL_ROWS]:
             for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
                 units.setdefault((dataset, method), {})[int(path.parent.name[1:])] = json.loads(path.read_text())
-            for path in sorted((records / dataset / slug(method)).glob("s*.json")) if records else []:
+            folders = [] if records is None else [records] if isinstance(records, Path) else records
+            for path in [p for folder in folders for p in sorted((folder / dataset / slug(method)).glob("s*.json"))]:
                 seed = int(path.stem[1:])
                 if seed in units.get((dataset, method), {}):
                     continue
@@ -351,8 +354,12 @@ def write_results(out: Path, name: str, runs: Path, prov: dict, budget: dict) ->
     """Summarise every finished unit under `runs`, and the committed unit records in out/<name>_units
     for units not there, into out/name.{json,md,png}; finished units are recorded there first."""
     records, quick = out / f"{name}_units", name.endswith("_quick")
+    committed = ROOT / "benchmarks" / "results" / f"{name}_units"
     archive_units(runs, records, quick)
-    units = collect(runs, records, quick)
+    # with another --out, the committed records still count (after that folder's own)
+    units = collect(runs, [records, committed] if committed.resolve() != records.resolve() else records, quick)
+    if not units:
+        raise VlsaError(f"{runs}: no finished units there, and no committed records in {records} or {committed}")
     table = summarise(units)
     from_records = sorted(f"{d}/{m}/s{s}" for (d, m), by_seed in units.items() if m not in DERIVED
                           for s, r in by_seed.items() if "key" in r)  # runs-folder results carry no key
@@ -405,8 +412,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from vlsa.errors import VlsaError
-
     try:
         main()
     except VlsaError as exc:  # e.g. a cached run made with another config: one line, not a traceback

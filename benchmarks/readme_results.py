@@ -119,7 +119,7 @@ def encoder_headline(speed: dict) -> list[str]:
     rows = {(r["path"], r["batch"]): r for r in enc["rows"]}
     mine = [r for r in enc["rows"] if r["path"] == enc["default_path"]]
     speeds = "; ".join(f"batch {r['batch']}: {r['img_s_best']:.2f} img/s vs {rows[('off', r['batch'])]['img_s_best']:.2f} "
-                       f"({r['speedup']:.1f}× wall, {r['speedup_cpu']:.1f}× CPU time)" for r in mine)
+                       f"({r['speedup']:.2f}× wall, {r['speedup_cpu']:.2f}× CPU time)" for r in mine)
     load = enc.get("load_average_before", enc["load_average"])[0]
     best = max(mine, key=lambda r: r["fraction_of_peak"])
     peak_kind = "bf16" if best["peak_gflop_s"] != enc.get("matmul_peak_gflop_s", {}).get("fp32") else "fp32"

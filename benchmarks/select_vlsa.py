@@ -126,7 +126,9 @@ def report(results: dict, prov: dict) -> str:
     lines = ["# VLSA configuration chosen on source data", "",
              "Seed 0, the DG table's budget and augmentation policy. **Chosen by source validation only**: "
              "the unseen-domain column is shown after the choice, never used for it.", "",
-             "Reproduce: `python benchmarks/select_vlsa.py`", "", provenance_markdown(prov)]
+             "Reproduce: `python benchmarks/select_vlsa.py`. Runs not in the invoking process's runs folder are "
+             "read from the recorded `vlsa_selection.json`, so the provenance below is of the process that wrote "
+             "this file, not necessarily of every run in it.", "", provenance_markdown(prov)]
     for dataset, by_name in results.items():
         lines += [f"## {dataset}", "", "| candidate | sources | source val Dice | corrupted source val Dice | "
                   "source test Dice | unseen Dice (not used) |", "|---|---|---|---|---|---|"]
@@ -187,9 +189,14 @@ def main() -> None:
                     cfg.data.source = [source]
                     cfg.data.targets = [d for d in domains if d != source]
                     run_one(cfg, unit, quiet=True)
-    recorded_path = out / "vlsa_selection.json"
-    recorded = json.loads(recorded_path.read_text())["results"] if recorded_path.is_file() else None
+    # runs not in `runs` come from the results recorded in --out, else from the committed ones
+    recorded_path = next((p for p in (out / "vlsa_selection.json", ROOT / "benchmarks" / "results" / "vlsa_selection.json")
+                          if p.is_file()), None)
+    recorded = json.loads(recorded_path.read_text())["results"] if recorded_path else None
     results = collect(runs, recorded)
+    if not results:
+        print(f"select_vlsa.py: error: {runs}: no finished selection runs there and no recorded results", file=sys.stderr)
+        sys.exit(2)
     prov = provenance()
     write_json(out / "vlsa_selection.json", {
         "provenance": prov, "candidates": CANDIDATES, "results": results,

@@ -83,3 +83,24 @@ def test_a_cached_run_made_with_another_config_is_a_one_line_error(tmp_path):
 
     lines = [line for line in re.split(r"[\r\n]", proc.stderr) if "error" in line.lower()]  # not the progress bars
     assert len(lines) == 1 and str(stale / "config.yaml") in lines[0] and "another config" in lines[0]
+
+
+def test_a_report_with_no_units_anywhere_is_an_error_not_an_empty_table(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dg_table.py"), "--report-only", "--quick",
+                           "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "no finished units" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "dg_synthetic_quick.md").exists()
+
+
+def test_another_out_folder_still_reads_the_committed_records(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    dg_table.write_results(tmp_path / "out", "dg_synthetic", runs, dg_table.provenance(), {})
+    table = json.loads((tmp_path / "out" / "dg_synthetic.json").read_text())
+    committed = json.loads((ROOT / "benchmarks" / "results" / "dg_synthetic.json").read_text())
+    assert table["table"] == committed["table"]
