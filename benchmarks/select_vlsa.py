@@ -10,7 +10,7 @@ Two rules, each fixed in this file before its candidates had run:
 
 1. (session 4) a candidate replaces the default only if its mean clean source-validation Dice over
    both datasets is at least MIN_GAIN above the default's. Clean source validation turned out
-   saturated (0.973-0.980 for every candidate), so this rule cannot choose.
+   saturated (0.973-0.980 for the default, width 32 and decoder 64), so this rule cannot choose.
 2. (session 5, per dataset, since each dataset has its own config) a candidate replaces the
    default only if its mean *corrupted* source-validation Dice is at least SHIFT_GAIN above the
    default's and its clean source-validation Dice is no more than CLEAN_TOLERANCE below it; of

@@ -96,18 +96,19 @@ def shifted_val(run_dir: str | Path) -> dict:
     """-> {"clean": Dice, "corrupted": mean Dice over the corruptions, "per_corruption": {...}} of
     the run's selected (best) checkpoint on its own source-validation split. Cached in
     <run_dir>/source_shift.json (keyed by the checkpoint's config digest and SEED)."""
+    from vlsa.config import load_config
     from vlsa.engine.data import domains_of, load_source, open_configured, prepare
     from vlsa.engine.evaluate import load_run
     from vlsa.engine.inference import predict_prepared, score
 
     run_dir = Path(run_dir)
     cache = run_dir / "source_shift.json"
-    config, spec, model = load_run(run_dir)
-    key = f"{config.digest()}-{SEED}"
-    if cache.is_file():
+    key = f"{load_config(run_dir / 'config.yaml').digest()}-{SEED}"
+    if cache.is_file():  # a hit needs only the config, not the checkpoint
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:
             return saved["result"]
+    config, spec, model = load_run(run_dir)
     reader = open_configured(config)
     sources, _ = domains_of(config, reader)
     _, val_samples = load_source(config, reader, sources)
