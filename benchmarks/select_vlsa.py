@@ -15,6 +15,9 @@ Two rules, each fixed in this file before its candidates had run:
    default only if its mean *corrupted* source-validation Dice is at least SHIFT_GAIN above the
    default's and its clean source-validation Dice is no more than CLEAN_TOLERANCE below it; of
    several such candidates, the one with the highest corrupted score.
+   (session 6) Candidates in BUILDS_ON stack a change on another candidate; where rule 2 chose that
+   base for a dataset, rule 2 is applied once more with the base in the default's place. Stage-1
+   candidates pin `data.augment.randconv=false`, as the packaged configs had it when they ran.
 
     python benchmarks/select_vlsa.py --datasets mms --sources A B --threads 1
     python benchmarks/select_vlsa.py --report-only
@@ -43,13 +46,20 @@ from vlsa.engine.protocol import run_one  # noqa: E402
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 # Changes to VLSA alone; the augmentation policy and the training budget stay those of every row.
+_NO_RANDCONV, _RANDCONV = ["data.augment.randconv=false"], ["data.augment.randconv=true"]
+_DECODER_64, _WIDTH_32 = ["model.decoder.dim=64", "model.decoder.embed_dim=64"], ["model.backbone.cnn_width=32"]
 CANDIDATES = {
-    "default (cnn 16, dim 32)": [],
-    "cnn width 32": ["model.backbone.cnn_width=32"],
-    "decoder dim 64": ["model.decoder.dim=64", "model.decoder.embed_dim=64"],
+    "default (cnn 16, dim 32)": _NO_RANDCONV,
+    "cnn width 32": _WIDTH_32 + _NO_RANDCONV,
+    "decoder dim 64": _DECODER_64 + _NO_RANDCONV,
     # RandConv views on top of the colour policy (Xu et al., ICLR 2021), as the RandConv baseline row
-    "RandConv views": ["data.augment.randconv=true"],
+    "RandConv views": _RANDCONV,
+    # stage 2 (declared in session 6 before they ran): the stage-1 changes again, on RandConv views
+    "RandConv views + decoder dim 64": _RANDCONV + _DECODER_64,
+    "RandConv views + cnn width 32": _RANDCONV + _WIDTH_32,
 }
+# stacked candidate -> the candidate it builds on (rule 2 compares it with that one, not the default)
+BUILDS_ON = {"RandConv views + decoder dim 64": "RandConv views", "RandConv views + cnn width 32": "RandConv views"}
 
 
 MIN_GAIN = 0.002
@@ -64,7 +74,7 @@ def choose(results: dict) -> str:
         vals = [r["source_val"] for by_name in results.values() for r in by_name.get(name, {}).values()]
         return float(np.mean(vals)) if vals else float("nan")
 
-    best = max((n for n in CANDIDATES if not np.isnan(score(n))), key=score, default=default)
+    best = max((n for n in CANDIDATES if n not in BUILDS_ON and not np.isnan(score(n))), key=score, default=default)
     return best if score(best) >= score(default) + MIN_GAIN else default
 
 
@@ -74,13 +84,24 @@ def _mean(results: dict, dataset: str, name: str, key: str) -> float:
 
 
 def choose_shifted(results: dict, dataset: str) -> str:
-    """Rule 2 for one dataset: corrupted source-validation Dice, clean source validation not worse."""
-    default = next(iter(CANDIDATES))
-    base_shift, base_clean = _mean(results, dataset, default, "shifted"), _mean(results, dataset, default, "source_val")
-    passing = [n for n in CANDIDATES if n != default
+    """Rule 2 for one dataset: corrupted source-validation Dice, clean source validation not worse;
+    first among the stage-1 candidates against the default, then among those that build on the
+    stage-1 choice (BUILDS_ON) against that choice."""
+    chosen = _stage_1(results, dataset)
+    stacked = [n for n, base in BUILDS_ON.items() if base == chosen]
+    return _rule_2(results, dataset, chosen, stacked) if stacked else chosen
+
+
+def _stage_1(results: dict, dataset: str) -> str:
+    return _rule_2(results, dataset, next(iter(CANDIDATES)), [n for n in CANDIDATES if n not in BUILDS_ON])
+
+
+def _rule_2(results: dict, dataset: str, base: str, names: list[str]) -> str:
+    base_shift, base_clean = _mean(results, dataset, base, "shifted"), _mean(results, dataset, base, "source_val")
+    passing = [n for n in names if n != base
                and _mean(results, dataset, n, "shifted") >= base_shift + SHIFT_GAIN
                and _mean(results, dataset, n, "source_val") >= base_clean - CLEAN_TOLERANCE]
-    return max(passing, key=lambda n: _mean(results, dataset, n, "shifted"), default=default)
+    return max(passing, key=lambda n: _mean(results, dataset, n, "shifted"), default=base)
 
 
 def best_val(run_dir: Path) -> float:
@@ -173,8 +194,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     runs, out = Path(args.runs), Path(args.out)
+    # runs not in `runs` come from the results recorded in --out, else from the committed ones
+    recorded_path = next((p for p in (out / "vlsa_selection.json", ROOT / "benchmarks" / "results" / "vlsa_selection.json")
+                          if p.is_file()), None)
+    recorded = json.loads(recorded_path.read_text())["results"] if recorded_path else None
     for dataset in [] if args.report_only else args.datasets:
         for name in args.candidates:
+            if name in BUILDS_ON and _stage_1(collect(runs, recorded), dataset) != BUILDS_ON[name]:
+                print(f"== {dataset} | {name}: skipped, rule 2 did not choose {BUILDS_ON[name]!r} here", flush=True)
+                continue
             overrides = [*CANDIDATES[name], "seed=0", "train.device=cpu",
                          *([f"train.threads={args.threads}"] if args.threads else [])]
             config = load_config(CONFIGS[dataset], overrides)
@@ -189,10 +217,6 @@ def main() -> None:
                     cfg.data.source = [source]
                     cfg.data.targets = [d for d in domains if d != source]
                     run_one(cfg, unit, quiet=True)
-    # runs not in `runs` come from the results recorded in --out, else from the committed ones
-    recorded_path = next((p for p in (out / "vlsa_selection.json", ROOT / "benchmarks" / "results" / "vlsa_selection.json")
-                          if p.is_file()), None)
-    recorded = json.loads(recorded_path.read_text())["results"] if recorded_path else None
     results = collect(runs, recorded)
     if not results:
         print(f"select_vlsa.py: error: {runs}: no finished selection runs there and no recorded results", file=sys.stderr)
