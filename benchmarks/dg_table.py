@@ -45,7 +45,7 @@ import dg_stats  # noqa: E402
 from common import provenance, provenance_markdown  # noqa: E402
 from plots import plot_dg  # noqa: E402
 
-from vlsa.config import load_config  # noqa: E402
+from vlsa.config import build_config, load_config  # noqa: E402
 from vlsa.engine.protocol import run_protocol  # noqa: E402
 from vlsa.errors import VlsaError  # noqa: E402
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
@@ -120,6 +120,9 @@ def slug(name: str) -> str:
 
 # How a unit runs, not what it computes: records made with other values still describe the same unit.
 RUN_ONLY_KEYS = ("threads", "device", "log_every")
+# model sections a model never reads (vlsa.models.build_model): a U-Net row is the same unit whatever
+# VLSA's backbone or decoder in the dataset config, so they are hashed at their defaults
+UNREAD_MODEL_KEYS = {"unet": ("backbone", "em", "text", "decoder"), "vlsa": ("unet",)}
 # set per run by the protocol (each source in turn, the others as targets): not part of the unit
 PROTOCOL_KEYS = ("source", "targets")
 # per-domain metrics a committed unit record keeps (what summarise, dg_stats and DERIVED read)
@@ -134,12 +137,15 @@ def unit_config(dataset: str, method: str, seed: int, quick: bool = False, threa
 
 def unit_digest(config) -> str:
     """Digest of what a unit computes: the resolved config without RUN_ONLY_KEYS (threads, device)
-    and PROTOCOL_KEYS, so a source run's saved config and the unit's config give the same digest."""
+    and PROTOCOL_KEYS, so a source run's saved config and the unit's config give the same digest;
+    the model sections its model never reads at their defaults (UNREAD_MODEL_KEYS)."""
     import hashlib
 
     tree = config.to_dict()
     tree["train"] = {k: v for k, v in tree["train"].items() if k not in RUN_ONLY_KEYS}
     tree["data"] = {k: v for k, v in tree["data"].items() if k not in PROTOCOL_KEYS}
+    defaults = build_config().to_dict()["model"]
+    tree["model"] |= {k: defaults[k] for k in UNREAD_MODEL_KEYS.get(tree["model"]["name"], ())}
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 

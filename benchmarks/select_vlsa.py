@@ -98,7 +98,9 @@ def _stage_1(results: dict, dataset: str) -> str:
 
 def _rule_2(results: dict, dataset: str, base: str, names: list[str]) -> str:
     base_shift, base_clean = _mean(results, dataset, base, "shifted"), _mean(results, dataset, base, "source_val")
-    passing = [n for n in names if n != base
+    sources = lambda n: set(results.get(dataset, {}).get(n, {}))  # noqa: E731
+    # compared on the same sources only: a candidate with a run still missing cannot be chosen
+    passing = [n for n in names if n != base and sources(n) == sources(base)
                and _mean(results, dataset, n, "shifted") >= base_shift + SHIFT_GAIN
                and _mean(results, dataset, n, "source_val") >= base_clean - CLEAN_TOLERANCE]
     return max(passing, key=lambda n: _mean(results, dataset, n, "shifted"), default=base)
@@ -164,8 +166,13 @@ def report(results: dict, prov: dict) -> str:
             lines += ["", "Corrupted source validation per corruption (mean over sources):", "",
                       "| candidate | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
             lines += [f"| {name} | " + " | ".join(f"{v[c]:.3f}" for c in names) + " |" for name, v in per.items()]
+        stage_1 = _stage_1(results, dataset)
         lines += ["", f"Rule 2 (corrupted source val at least {SHIFT_GAIN} above the default's, clean source val no "
-                      f"more than {CLEAN_TOLERANCE} below): **{choose_shifted(results, dataset)}**.", ""]
+                      f"more than {CLEAN_TOLERANCE} below, same sources): **{stage_1}**."]
+        if any(base == stage_1 for base in BUILDS_ON.values()):
+            lines.append(f"Stage 2 (the same rule for the candidates built on {stage_1}, against it): "
+                         f"**{choose_shifted(results, dataset)}**.")
+        lines.append("")
     lines.append(f"Rule 1 (mean clean source-validation Dice at least {MIN_GAIN} above the default's, over "
                  f"both datasets): **{choose(results)}**.")
     return "\n".join(lines) + "\n"

@@ -104,3 +104,27 @@ def test_another_out_folder_still_reads_the_committed_records(tmp_path):
     table = json.loads((tmp_path / "out" / "dg_synthetic.json").read_text())
     committed = json.loads((ROOT / "benchmarks" / "results" / "dg_synthetic.json").read_text())
     assert table["table"] == committed["table"]
+
+
+def test_a_vlsa_only_change_of_the_dataset_config_keeps_the_unet_records_valid():
+    erm, vlsa = (dg_table.unit_config("mms", m, 0) for m in ("ERM U-Net + RandConv", "VLSA"))
+    wider = [c.model_copy(update={"model": c.model.model_copy(update={
+        "backbone": c.model.backbone.model_copy(update={"cnn_width": 32})})}, deep=True) for c in (erm, vlsa)]
+    # the U-Net never reads model.backbone: same unit, same record key; VLSA's unit is a new one
+    assert dg_table.unit_digest(wider[0]) == dg_table.unit_digest(erm)
+    assert dg_table.unit_digest(wider[1]) != dg_table.unit_digest(vlsa)
+    # and a U-Net change still changes the U-Net's key
+    deeper = erm.model_copy(deep=True)
+    deeper.model.unet.num_res_units = 2
+    assert dg_table.unit_digest(deeper) != dg_table.unit_digest(erm)
+
+
+def test_the_committed_records_still_match_what_dg_table_would_train():
+    """Every committed unit record of a METHODS row carries the key dg_table computes now."""
+    records = ROOT / "benchmarks" / "results" / "dg_synthetic_units"
+    for path in sorted(records.glob("*/*/s*.json")):
+        dataset, method = path.parts[-3], next((m for m in dg_table.METHODS if dg_table.slug(m) == path.parts[-2]), None)
+        if method is None:  # an external row (nnU-Net), keyed by its budget
+            continue
+        key = json.loads(path.read_text())["key"]
+        assert key == dg_table.expected_key(dataset, method, int(path.stem[1:]), quick=False), path
