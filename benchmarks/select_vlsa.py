@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,18 +49,24 @@ from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 # Changes to VLSA alone; the augmentation policy and the training budget stay those of every row.
 _NO_RANDCONV, _RANDCONV = ["data.augment.randconv=false"], ["data.augment.randconv=true"]
 _DECODER_64, _WIDTH_32 = ["model.decoder.dim=64", "model.decoder.embed_dim=64"], ["model.backbone.cnn_width=32"]
+_HYBRID = ["model.backbone.name=hybrid"]
 CANDIDATES = {
     "default (cnn 16, dim 32)": _NO_RANDCONV,
     "cnn width 32": _WIDTH_32 + _NO_RANDCONV,
     "decoder dim 64": _DECODER_64 + _NO_RANDCONV,
     # RandConv views on top of the colour policy (Xu et al., ICLR 2021), as the RandConv baseline row
     "RandConv views": _RANDCONV,
+    # (session 6) the hybrid backbone: frozen LiteMedSAM pyramid (cached, a bank of appearance views)
+    # + the cnn 16 branch; run where the default is stage 1's choice (fundus)
+    "hybrid (LiteMedSAM + cnn 16)": _HYBRID + _NO_RANDCONV,
     # stage 2 (declared in session 6 before they ran): the stage-1 changes again, on RandConv views
     "RandConv views + decoder dim 64": _RANDCONV + _DECODER_64,
     "RandConv views + cnn width 32": _RANDCONV + _WIDTH_32,
+    "RandConv views + hybrid": _RANDCONV + _HYBRID,
 }
 # stacked candidate -> the candidate it builds on (rule 2 compares it with that one, not the default)
-BUILDS_ON = {"RandConv views + decoder dim 64": "RandConv views", "RandConv views + cnn width 32": "RandConv views"}
+BUILDS_ON = {"RandConv views + decoder dim 64": "RandConv views", "RandConv views + cnn width 32": "RandConv views",
+             "RandConv views + hybrid": "RandConv views"}
 
 
 MIN_GAIN = 0.002
@@ -201,6 +208,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     runs, out = Path(args.runs), Path(args.out)
+    # frozen-backbone feature banks on disk, shared by the candidates' processes (as dg_table does)
+    os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(runs / "feature_cache"))
     # runs not in `runs` come from the results recorded in --out, else from the committed ones
     recorded_path = next((p for p in (out / "vlsa_selection.json", ROOT / "benchmarks" / "results" / "vlsa_selection.json")
                           if p.is_file()), None)

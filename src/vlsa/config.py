@@ -68,7 +68,7 @@ class UNetConfig(Strict):
 
 
 class BackboneConfig(Strict):
-    name: Literal["medsam", "cnn", "hf"] = "cnn"
+    name: Literal["medsam", "cnn", "hf", "hybrid"] = "cnn"
     path: str | None = Field(None, description="hf: local folder or hub id of a CLIP/DINOv2/SigLIP checkpoint")
     tuning: Literal["frozen", "full", "frozen+tokens", "lora"] = "frozen"
     cache: bool = Field(True, description="cache frozen-backbone features per image (augment in feature space)")

@@ -178,3 +178,42 @@ def test_in_memory_feature_cache_is_keyed_by_weights():
         # features are stored as float16: equal to b's own within fp16 rounding, far from a's
         assert all(torch.allclose(f, g, rtol=2e-3, atol=1e-3) for f, g in zip(fb, b(images)))
     assert not torch.allclose(fa[-1], fb[-1])
+
+
+def test_hybrid_caches_only_the_foundation_and_trains_the_cnn_branch_on_the_warped_image():
+    from vlsa.config import build_config
+    from vlsa.data.spec import FUNDUS
+    from vlsa.data.transforms import augment_features
+    from vlsa.models import build_model
+    from vlsa.models.backbones import cache
+
+    cfg = build_config({}, ["model.name=vlsa", "model.backbone.name=hybrid", "model.text.encoder=none", "model.decoder.dim=16", "model.decoder.embed_dim=16",
+                            "model.em.k=4", "data.image_size=32", "model.backbone.cnn_width=4"])
+    cfg.model.backbone.fast = "off"  # the eager reference encoder (YAML would read a bare off as false)
+    cache.clear()
+    torch.manual_seed(0)
+    model = build_model(cfg, FUNDUS)
+    assert model.cache_features and model.decode_size == (32, 32)
+    x = torch.randn(2, 3, 256, 256)  # encoder-resolution input, as data.model_input gives it
+    feats = model.features(x)
+    # 4 cached LiteMedSAM maps at strides 2-4 of the 32 px model input, then the 32 px image itself
+    assert [tuple(f.shape[1:]) for f in feats] == [(128, 16, 16), (160, 8, 8), (320, 8, 8), (256, 8, 8), (3, 32, 32)]
+    assert not any(f.requires_grad for f in feats) and cache.STATS["misses"] == 2
+    # one affine draw warps the features and the image (the CNN branch's input) together
+    warped, y = augment_features(feats, torch.zeros(2, 32, 32, dtype=torch.long), cfg.data.augment,
+                                 torch.Generator().manual_seed(1))
+    assert not torch.equal(warped[-1], feats[-1])
+    logits = model(None, features=warped, out_size=(32, 32))
+    assert logits.shape == (2, FUNDUS.num_classes, 32, 32)
+    logits.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.branch.parameters())
+    assert all(p.grad is None for p in model.backbone.foundation.parameters())
+    # the uncached pyramid (backbone.cache: false) is the cached one, up to the cache's float16 storage
+    model.eval()
+    with torch.no_grad():
+        cached = model.backbone.pyramid_from(model.features(x), (32, 32))
+        direct = model.backbone(x, out_size=(32, 32))
+    assert [c.shape for c in cached] == [d.shape for d in direct]
+    assert [c.shape[1] for c in cached] == [4 + 128, 8 + 160, 16 + 320, 32 + 256]
+    assert all(torch.allclose(c, d, atol=2e-2) for c, d in zip(cached, direct))
+    cache.clear()

@@ -22,7 +22,7 @@ from vlsa.errors import ConfigError
 
 SYNTHETIC = ("fundus", "mms")
 # foundation encoders that read images at their own resolution (px), not at data.image_size
-ENCODER_INPUT = {"medsam": 256}
+ENCODER_INPUT = {"medsam": 256, "hybrid": 256}
 
 
 def encoder_size(config) -> int | None:

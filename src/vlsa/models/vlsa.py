@@ -5,7 +5,7 @@
     attention, FiLM modulation, top-down fusion) -> pixel embeddings -> cosine logits against the
     refined class embeddings.
 Switches for the paper's ablations: model.em.enabled, model.text.encoder (none = learned class
-embeddings), model.decoder.text_guidance, model.backbone.name.
+embeddings), model.decoder.text_guidance, model.backbone.name (cnn | medsam | hybrid | hf).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class VLSA(nn.Module):
         super().__init__()
         dim = cfg.decoder.dim
         self.backbone = build_backbone(cfg.backbone, spec.channels, image_size)
-        self.backbone_id = f"{cfg.backbone.name}:{cfg.backbone.path}:{image_size}"
+        # the hybrid caches exactly medsam's features: one bank serves both
+        self.backbone_id = f"{'medsam' if cfg.backbone.name == 'hybrid' else cfg.backbone.name}:{cfg.backbone.path}:{image_size}"
         k = spec.num_classes
         if cfg.text.encoder == "none":
             self.class_embed = nn.Parameter(torch.randn(k, dim) * dim**-0.5)
@@ -44,7 +45,7 @@ class VLSA(nn.Module):
         self.decoder = TextGuidedDecoder(self.backbone.out_channels, dim, cfg.decoder.embed_dim, k,
                                          text_guidance=cfg.decoder.text_guidance, heads=cfg.decoder.heads)
         # a foundation encoder read at its own resolution: inputs are E x E, logits stay image_size
-        self.decode_size = (image_size, image_size) if cfg.backbone.name == "medsam" and image_size < 256 else None
+        self.decode_size = (image_size, image_size) if cfg.backbone.name in ("medsam", "hybrid") and image_size < 256 else None
         frozen = getattr(self.backbone, "frozen", False)
         self.cache_features = bool(frozen and cfg.backbone.cache)
 
@@ -62,7 +63,9 @@ class VLSA(nn.Module):
         x = x.float()
         kwargs = {"out_size": self.decode_size} if self.decode_size is not None else {}
         if self.cache_features:
-            return cached_features(getattr(self.backbone, "frozen_stage", self.backbone), x, self.backbone_id, **kwargs)
+            feats = cached_features(getattr(self.backbone, "frozen_stage", self.backbone), x, self.backbone_id, **kwargs)
+            # inputs of a trainable branch that runs after the cache (hybrid: the model-size image)
+            return feats + (self.backbone.uncached_inputs(x) if hasattr(self.backbone, "uncached_inputs") else [])
         return self.backbone(x, **kwargs)
 
     def _pyramid(self, feats: list[torch.Tensor], size) -> list[torch.Tensor]:

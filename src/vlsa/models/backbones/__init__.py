@@ -17,6 +17,10 @@ def build_backbone(cfg, in_channels: int, image_size: int) -> nn.Module:
 
         return MedSAMBackbone(in_channels, image_size, tuning=cfg.tuning, num_tokens=cfg.num_tokens, lora_rank=cfg.lora_rank,
                               fast=cfg.fast)
+    if name == "hybrid":
+        from vlsa.models.backbones.hybrid import HybridBackbone
+
+        return HybridBackbone(in_channels, image_size, width=cfg.cnn_width, fast=cfg.fast)
     if name == "hf":
         from vlsa.models.backbones.hf import HFBackbone
 
