@@ -19,12 +19,15 @@ loses Dice under some of them:
   non-monotone and per-channel changes it was not trained for.
 
 Each corruption is applied to the image rescaled to [0, 1] (per image and channel), then the image
-is z-scored again, as `data.normalise: zscore` does for every input. The score is the mean Dice
+is z-scored again, as `data.normalise: zscore` does for every input. Every candidate is scored on the
+same corrupted model-size images: a foundation encoder that reads E px images (medsam, hybrid) gets
+them resized to E px, as it reads a volume's model-size slice. The score is the mean Dice
 (foreground classes, per image or volume, as every table here) over the corruptions.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -97,7 +100,7 @@ def shifted_val(run_dir: str | Path) -> dict:
     the run's selected (best) checkpoint on its own source-validation split. Cached in
     <run_dir>/source_shift.json (keyed by the checkpoint's config digest and SEED)."""
     from vlsa.config import load_config
-    from vlsa.engine.data import domains_of, load_source, open_configured, prepare
+    from vlsa.engine.data import domains_of, encoder_size, load_source, open_configured, prepare
     from vlsa.engine.evaluate import load_run
     from vlsa.engine.inference import predict_prepared, score
 
@@ -112,19 +115,34 @@ def shifted_val(run_dir: str | Path) -> dict:
     reader = open_configured(config)
     sources, _ = domains_of(config, reader)
     _, val_samples = load_source(config, reader, sources)
+    enc = encoder_size(config)
+    if enc is not None:
+        # a foundation encoder reads E px images: corrupt the same model-size images every other
+        # candidate is scored on (corruptions such as blur and Gibbs ringing act per pixel), then
+        # resize them as the encoder reads a model-size slice (prepare drops each sample's image:
+        # copies go in)
+        plain = config.model_copy(deep=True)
+        plain.model.backbone.name = "cnn"
+        base = prepare([copy.copy(s) for s in val_samples], plain, spec).images
     val = prepare(val_samples, config, spec)
     if not len(val):
         raise ValueError(f"{run_dir}: the run has no source-validation split")
-    if val.images.shape[-1] != val.labels.shape[-1]:
-        raise ValueError(f"{run_dir}: a foundation encoder read at its own resolution is not supported here")
+    clean_images = val.images
+    if enc is None:
+        base = clean_images
+
+    def model_input(images: torch.Tensor) -> torch.Tensor:
+        if enc is None:
+            return images
+        up = torch.nn.functional.interpolate(images.float(), size=(enc, enc), mode="bilinear", align_corners=False)
+        return up.to(clean_images.dtype)
 
     def dice(images: torch.Tensor) -> float:
         val.images = images
         native, _ = predict_prepared(model, val, config.eval.batch_size, "cpu")
         return float(score(val, native, spec, distances=False).aggregate()["dice"]["mean"])
 
-    clean_images = val.images
-    per = {name: dice(corrupt(clean_images, t)) for name, t in corruptions().items()}
+    per = {name: dice(model_input(corrupt(base, t))) for name, t in corruptions().items()}
     result = {"clean": dice(clean_images), "corrupted": float(np.mean(list(per.values()))), "per_corruption": per}
     from vlsa.utils.atomic import write_json
 

@@ -50,3 +50,32 @@ def test_channel_gamma_differs_between_channels():
     images[:, 1:] = images[:, :1]  # three identical channels
     out = source_shift.corrupt(images, source_shift.corruptions()["channel gamma"])
     assert not torch.allclose(out[:, 0], out[:, 1], atol=1e-3)
+
+
+def test_an_encoder_resolution_run_is_scored_on_the_same_corrupted_model_size_images(fundus_root, tmp_path,
+                                                                                    monkeypatch):
+    from tests.conftest import tiny_overrides
+    from vlsa.config import build_config
+    from vlsa.engine.train import train
+
+    seen: dict = {}
+
+    def recording(images, transform, _corrupt=source_shift.corrupt):
+        seen.setdefault(run, []).append(images.clone())
+        return _corrupt(images, transform)
+
+    monkeypatch.setattr(source_shift, "corrupt", recording)
+    calls = {}
+    for run, backbone in (("cnn", "cnn"), ("hybrid", "hybrid")):
+        overrides = [*tiny_overrides(fundus_root, steps=2), "model.name=vlsa", f"model.backbone.name={backbone}",
+                     "model.backbone.cnn_width=4", "model.decoder.dim=16", "model.decoder.embed_dim=16",
+                     "model.em.k=4", "model.text.encoder=none", "data.augment.views=1", "eval.overlays=0"]
+        run_dir = train(build_config({}, overrides), tmp_path / run, quiet=True)
+        result = source_shift.shifted_val(run_dir)
+        assert set(result["per_corruption"]) == set(source_shift.corruptions())
+        assert 0 <= result["corrupted"] <= 1 and 0 <= result["clean"] <= 1
+        calls[run] = len(seen[run])
+        assert source_shift.shifted_val(run_dir) == result and len(seen[run]) == calls[run]  # cached
+    # the hybrid reads 256 px images, yet it is scored on the cnn's corrupted 32 px images
+    assert [x.shape[-1] for x in seen["hybrid"]] == [32] * len(source_shift.corruptions())
+    assert all(torch.equal(a.float(), b.float()) for a, b in zip(seen["cnn"], seen["hybrid"]))
