@@ -180,6 +180,7 @@ def report(results: dict, prov: dict) -> str:
             lines.append(f"Stage 2 (the same rule for the candidates built on {stage_1}, against it): "
                          f"**{choose_shifted(results, dataset)}**.")
         lines.append("")
+    lines += ["## Both datasets", ""]
     lines.append(f"Rule 1 (mean clean source-validation Dice at least {MIN_GAIN} above the default's, over "
                  f"both datasets): **{choose(results)}**.")
     return "\n".join(lines) + "\n"

@@ -42,3 +42,10 @@ def test_shipped_configs_validate():
 
 def test_digest_changes_with_any_value():
     assert build_config({}).digest() == build_config({}).digest() != build_config({}, ["seed=1"]).digest()
+
+
+def test_hybrid_backbone_refuses_a_tuning_it_would_ignore():
+    with pytest.raises(ConfigError, match=r"model\.backbone\.tuning.*keeps LiteMedSAM frozen"):
+        build_config({}, ["model.backbone.name=hybrid", "model.backbone.tuning=lora"])
+    assert build_config({}, ["model.backbone.name=hybrid"]).model.backbone.tuning == "frozen"
+    assert build_config({}, ["model.backbone.name=medsam", "model.backbone.tuning=lora"]).model.backbone.tuning == "lora"

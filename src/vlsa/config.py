@@ -82,6 +82,15 @@ class BackboneConfig(Strict):
                             "off (eager fp32 reference), fused (BN folded, fused attention, fp32), bf16 (the 256² "
                             "conv stage in bf16), bf16-all (all stages in bf16: faster, cosine ~0.9986)")
 
+    @field_validator("tuning")
+    @classmethod
+    def _hybrid_is_frozen(cls, value, info):
+        # the hybrid's LiteMedSAM part is the cached frozen one; its trainable part is the CNN branch
+        if info.data.get("name") == "hybrid" and value != "frozen":
+            raise ValueError("the hybrid backbone keeps LiteMedSAM frozen (its CNN branch trains); "
+                             "use tuning: frozen, or name: medsam to tune LiteMedSAM")
+        return value
+
 
 class EMConfig(Strict):
     enabled: bool = True
