@@ -131,7 +131,7 @@ def shifted_val(run_dir: str | Path) -> dict:
     if enc is None:
         base = clean_images
 
-    def model_input(images: torch.Tensor) -> torch.Tensor:
+    def at_encoder_size(images: torch.Tensor) -> torch.Tensor:
         if enc is None:
             return images
         up = torch.nn.functional.interpolate(images.float(), size=(enc, enc), mode="bilinear", align_corners=False)
@@ -142,7 +142,7 @@ def shifted_val(run_dir: str | Path) -> dict:
         native, _ = predict_prepared(model, val, config.eval.batch_size, "cpu")
         return float(score(val, native, spec, distances=False).aggregate()["dice"]["mean"])
 
-    per = {name: dice(model_input(corrupt(base, t))) for name, t in corruptions().items()}
+    per = {name: dice(at_encoder_size(corrupt(base, t))) for name, t in corruptions().items()}
     result = {"clean": dice(clean_images), "corrupted": float(np.mean(list(per.values()))), "per_corruption": per}
     from vlsa.utils.atomic import write_json
 
