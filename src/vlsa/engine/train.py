@@ -112,6 +112,10 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
             raise VlsaError(f"{out / 'config.yaml'}: --resume with a config that differs from the run's; "
                             "drop --config/--set to continue the run as it was")
         config = saved
+        # temp files of an atomic write that a killed process (SIGKILL, power loss) left behind:
+        # the files they were to replace are intact, so they are only litter
+        for stale in out.rglob(".*.partial*"):
+            stale.unlink(missing_ok=True)
     elif last_path.is_file():
         raise VlsaError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     assert config is not None
