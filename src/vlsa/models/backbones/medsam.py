@@ -21,8 +21,9 @@ from torch import nn
 ENCODER_SIZE = 256
 
 
-def load_medsam_encoder(pretrained: bool = True) -> nn.Module:
-    """Build the TinyViT encoder offline from the packaged checkpoint."""
+def load_lite_medsam(pretrained: bool = True) -> nn.Module:
+    """The whole LiteMedSAM (image encoder, prompt encoder, mask decoder), built offline from the
+    packaged checkpoint."""
     import warnings
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -37,7 +38,22 @@ def load_medsam_encoder(pretrained: bool = True) -> nn.Module:
             state = torch.load(get_asset_path(), map_location="cpu", weights_only=True)
             state = state.get("model", state.get("state_dict", state))
             net.load_state_dict(state)
-    return net.image_encoder
+    return net
+
+
+def load_medsam_encoder(pretrained: bool = True) -> nn.Module:
+    """Build the TinyViT encoder offline from the packaged checkpoint."""
+    return load_lite_medsam(pretrained).image_encoder
+
+
+def to_encoder_input(x: torch.Tensor) -> torch.Tensor:
+    """B x C x H x W z-scored images -> B x 3 x 256 x 256 in [0, 1] RGB, what LiteMedSAM expects."""
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    x = (x - lo) / (hi - lo).clamp_min(1e-6)
+    return F.interpolate(x, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
 
 
 class MedSAMBackbone(nn.Module):
@@ -88,12 +104,7 @@ class MedSAMBackbone(nn.Module):
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         # model inputs are z-scored; LiteMedSAM expects [0, 1] RGB at 256 px
-        if x.shape[1] == 1:
-            x = x.repeat(1, 3, 1, 1)
-        lo = x.amin(dim=(1, 2, 3), keepdim=True)
-        hi = x.amax(dim=(1, 2, 3), keepdim=True)
-        x = (x - lo) / (hi - lo).clamp_min(1e-6)
-        return F.interpolate(x, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
+        return to_encoder_input(x)
 
     def fast_path(self, device: torch.device | str) -> str:
         """The encoder path that runs on `device`: 'off' (eager fp32), 'fused', 'bf16', 'bf16-all' or 'openvino'.
