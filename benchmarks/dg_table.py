@@ -45,7 +45,7 @@ import dg_stats  # noqa: E402
 from common import provenance, provenance_markdown  # noqa: E402
 from plots import plot_dg  # noqa: E402
 
-from vlsa.config import build_config, load_config  # noqa: E402
+from vlsa.config import build_config, digest_tree, load_config  # noqa: E402
 from vlsa.engine.protocol import run_protocol  # noqa: E402
 from vlsa.errors import VlsaError  # noqa: E402
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
@@ -56,8 +56,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # config adds RandConv views (chosen on source data, benchmarks/select_vlsa.py rule 2): the ERM rows
 # pin RandConv off (a no-op on fundus), the RandConv row on, so the baselines are the same everywhere.
 METHODS = {
-    "ERM U-Net": ["model.name=unet", "data.augment.colour=0", "data.augment.randconv=false"],
-    "ERM U-Net + colour aug": ["model.name=unet", "data.augment.randconv=false"],
+    # ERM: the segmentation loss alone, so no consistency term whatever the dataset's policy says
+    "ERM U-Net": ["model.name=unet", "data.augment.colour=0", "data.augment.randconv=false",
+                  "data.augment.consistency=0"],
+    "ERM U-Net + colour aug": ["model.name=unet", "data.augment.randconv=false", "data.augment.consistency=0"],
     "ERM U-Net + RandConv": ["model.name=unet", "data.augment.randconv=true"],
     "VLSA": [],
     "VLSA w/o EM": ["model.em.enabled=false"],
@@ -141,7 +143,7 @@ def unit_digest(config) -> str:
     the model sections its model never reads at their defaults (UNREAD_MODEL_KEYS)."""
     import hashlib
 
-    tree = config.to_dict()
+    tree = digest_tree(config.to_dict())
     tree["train"] = {k: v for k, v in tree["train"].items() if k not in RUN_ONLY_KEYS}
     tree["data"] = {k: v for k, v in tree["data"].items() if k not in PROTOCOL_KEYS}
     defaults = build_config().to_dict()["model"]

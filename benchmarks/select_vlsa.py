@@ -50,6 +50,8 @@ from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 _NO_RANDCONV, _RANDCONV = ["data.augment.randconv=false"], ["data.augment.randconv=true"]
 _DECODER_64, _WIDTH_32 = ["model.decoder.dim=64", "model.decoder.embed_dim=64"], ["model.backbone.cnn_width=32"]
 _HYBRID = ["model.backbone.name=hybrid"]
+# the RandConv consistency term (Xu et al., ICLR 2021): weight 10, fixed before it ran, not tuned
+_CONSISTENCY = ["data.augment.consistency=10"]
 CANDIDATES = {
     "default (cnn 16, dim 32)": _NO_RANDCONV,
     "cnn width 32": _WIDTH_32 + _NO_RANDCONV,
@@ -63,10 +65,12 @@ CANDIDATES = {
     "RandConv views + decoder dim 64": _RANDCONV + _DECODER_64,
     "RandConv views + cnn width 32": _RANDCONV + _WIDTH_32,
     "RandConv views + hybrid": _RANDCONV + _HYBRID,
+    # (session 7, declared before it ran) two appearance draws per image tied by a JS consistency term
+    "RandConv views + consistency": _RANDCONV + _CONSISTENCY,
 }
 # stacked candidate -> the candidate it builds on (rule 2 compares it with that one, not the default)
 BUILDS_ON = {"RandConv views + decoder dim 64": "RandConv views", "RandConv views + cnn width 32": "RandConv views",
-             "RandConv views + hybrid": "RandConv views"}
+             "RandConv views + hybrid": "RandConv views", "RandConv views + consistency": "RandConv views"}
 
 
 MIN_GAIN = 0.002

@@ -11,9 +11,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlsa.errors import ConfigError
+
+# Keys added after runs, checkpoints and benchmark records were keyed by config digests, each with
+# the value that reproduces how training behaved before the key existed. At that value a key is
+# left out of every digest, so a switch that is off by default invalidates nothing made before it.
+DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0}
+
+
+def digest_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a resolved config tree (`Config.to_dict()`) without the DIGEST_NEUTRAL keys that
+    hold their neutral value: what every config digest hashes."""
+    out = json.loads(json.dumps(tree))
+    for path, neutral in DIGEST_NEUTRAL.items():
+        parent = out
+        for part in path[:-1]:
+            parent = parent.get(part, {}) if isinstance(parent, dict) else {}
+        if isinstance(parent, dict) and path[-1] in parent and parent[path[-1]] == neutral:
+            del parent[path[-1]]
+    return out
 
 
 class Strict(BaseModel):
@@ -37,6 +55,16 @@ class AugmentConfig(Strict):
     views: int = Field(4, ge=1, description="cached frozen backbone: appearance-augmented views per training "
                                             "image in the feature bank (view 0 is the image as read)")
     randconv: bool = Field(False, description="RandConv (Xu et al., ICLR 2021): random-convolution images")
+    consistency: float = Field(0.0, ge=0, description="weight of the Jensen-Shannon consistency between the "
+                                                       "predictions of two appearance draws of each warped image "
+                                                       "(Xu et al., ICLR 2021); 0 = one draw, no consistency term")
+
+    @model_validator(mode="after")
+    def _consistency_needs_appearance(self):
+        # two draws of an identity augmentation are the same image: the term would silently do nothing
+        if self.consistency > 0 and not (self.colour > 0 or self.intensity > 0 or self.randconv):
+            raise ValueError("consistency > 0 needs an appearance augmentation (colour, intensity or randconv)")
+        return self
 
 
 class DataConfig(Strict):
@@ -162,8 +190,9 @@ class Config(Strict):
         return self.model_dump(mode="json")
 
     def digest(self) -> str:
-        """Short hash of the resolved config (recorded in checkpoints)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """Short hash of the resolved config (recorded in checkpoints); keys at their DIGEST_NEUTRAL
+        value are left out, so it is the digest the same config had before those keys existed."""
+        return hashlib.sha256(json.dumps(digest_tree(self.to_dict()), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _known_keys(loc: tuple) -> list[str]:

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from tests.conftest import tiny_overrides
@@ -10,7 +11,9 @@ from vlsa.config import build_config
 from vlsa.engine.train import train
 
 
-def test_two_gloo_processes_match_one_process(fundus_root, tmp_path, monkeypatch):
+# with the consistency term each rank must hold both appearance draws of its share of the images
+@pytest.mark.parametrize("extra", [[], ["data.augment.consistency=10"]], ids=["plain", "consistency"])
+def test_two_gloo_processes_match_one_process(fundus_root, tmp_path, monkeypatch, extra):
     import vlsa.engine.train as train_module
 
     initial = {}
@@ -24,7 +27,7 @@ def test_two_gloo_processes_match_one_process(fundus_root, tmp_path, monkeypatch
     monkeypatch.setattr(train_module, "build_model", recording_build)
     # colour augmentation off: with it, float-order noise on the (zero-gradient) conv biases before
     # instance norm reaches 3.9e-4 after Adam, above the tolerance below; nothing DDP-specific
-    overrides = tiny_overrides(fundus_root, steps=4) + ["train.threads=1", "data.augment.colour=0"]
+    overrides = tiny_overrides(fundus_root, steps=4) + ["train.threads=1", "data.augment.colour=0", *extra]
     single = train(build_config({}, overrides), tmp_path / "single", quiet=True)
     args = [a for o in overrides for a in ("--set", o)]
     assert main(["train", *args, "--out", str(tmp_path / "ddp"), "--devices", "2"]) == 0
@@ -36,8 +39,10 @@ def test_two_gloo_processes_match_one_process(fundus_root, tmp_path, monkeypatch
     moved = torch.cat([(a["model"][k].float() - initial[k]).abs().flatten() for k in a["model"]])
     # same global batch: equal up to floating-point summation order, which Adam can amplify for
     # parameters whose gradients are ~0 (updates are lr-sized whatever the gradient's size). Stated
-    # tolerance: no weight further apart than lr/8 = 2.5e-4, and a mean difference below 1e-6.
-    assert diffs.max() < 2.5e-4, diffs.max()
+    # tolerance: no weight further apart than lr/4 = 5e-4 (one of 12.5k weights reaches 3.6e-4 with the
+    # consistency term), and a mean difference below 1e-6. Mis-paired draws across ranks (each rank
+    # holding one draw of different images) give a mean of 4.6e-4 and thousands of weights over 5e-4.
+    assert diffs.max() < 5e-4, diffs.max()
     assert diffs.mean() < 1e-6, diffs.mean()
     assert moved.mean() > 1e-4, moved.mean()
     assert diffs.mean() < 1e-2 * moved.mean()  # the two runs agree far better than either moved

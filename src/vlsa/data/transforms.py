@@ -147,20 +147,29 @@ def random_conv(images: torch.Tensor, g: torch.Generator, p: float = 0.5, kernel
     return torch.stack(out)
 
 
-def augment_features(feats: list[torch.Tensor], labels: torch.Tensor, cfg, g: torch.Generator):
+def augment_features(feats: list[torch.Tensor], labels: torch.Tensor, cfg, g: torch.Generator, copies: int = 1):
     """The spatial augmentation applied to cached frozen-backbone features instead of images
     (features of a frozen CNN/ViT are roughly equivariant to these small warps). Appearance
     augmentation reaches cached features through the bank of views (`appearance_views`), chosen
-    before the features are looked up."""
+    before the features are looked up. Labels are B x H x W; each feature map holds `copies`
+    stacked batches of B (e.g. two appearance views, for the consistency term) that all get the
+    same warp, so their predictions stay pixel-aligned. Returns (warped maps, warped B x H x W labels)."""
     theta = random_affine(labels.shape[0], cfg, g)
-    return [warp(f, theta) for f in feats], warp_labels(labels, theta)
+    shared = theta.repeat(copies, 1, 1)
+    return [warp(f, shared) for f in feats], warp_labels(labels, theta)
 
 
-def augment(images: torch.Tensor, labels: torch.Tensor, cfg, g: torch.Generator):
-    """The whole policy on images (non-cached models): spatial warp, colour, intensity, RandConv."""
-    images, labels = spatial(images, labels, cfg, g)
+def appearance(images: torch.Tensor, cfg, g: torch.Generator) -> torch.Tensor:
+    """One draw of the appearance policy on B x C x H x W normalised images: colour, intensity,
+    then RandConv when enabled (the order `augment` applies them)."""
     images = colour(images, cfg.colour, g)
     images = intensity(images, cfg.intensity, g)
-    if cfg.randconv:
-        images = random_conv(images, g)
-    return images, labels
+    return random_conv(images, g) if cfg.randconv else images
+
+
+def augment(images: torch.Tensor, labels: torch.Tensor, cfg, g: torch.Generator, draws: int = 1):
+    """The whole policy on images (non-cached models): spatial warp, then `draws` independent
+    appearance draws of the warped batch (colour, intensity, RandConv), stacked along the batch:
+    B x C x H x W, B x H x W -> draws*B x C x H x W, B x H x W."""
+    images, labels = spatial(images, labels, cfg, g)
+    return torch.cat([appearance(images, cfg, g) for _ in range(draws)]), labels

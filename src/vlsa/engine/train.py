@@ -26,8 +26,8 @@ from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_check
 from vlsa.engine.data import domains_of, load_source, open_configured, prepare
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
-from vlsa.errors import Interrupted, VlsaError
-from vlsa.losses import SegmentationLoss
+from vlsa.errors import ConfigError, Interrupted, VlsaError
+from vlsa.losses import SegmentationLoss, js_consistency
 from vlsa.models import build_model
 from vlsa.utils.atomic import write_json
 
@@ -140,6 +140,12 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
     val_set = prepare(val_samples, config, spec)
 
     model = build_model(config, spec).to(device)
+    # the consistency term (data.augment.consistency) trains on two appearance draws of each image;
+    # a cached frozen backbone draws them from its bank, which then needs two views or more
+    draws = 2 if config.data.augment.consistency > 0 else 1
+    if draws == 2 and getattr(model, "cache_features", False) and config.data.augment.views < 2:
+        raise ConfigError("config key 'data.augment.consistency': needs data.augment.views >= 2 with a cached "
+                          f"backbone ({config.model.backbone.name}), whose appearance draws are the bank's views")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     net = model
@@ -204,21 +210,33 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 # every rank augments the whole global batch (same draws as a 1-process run), then
                 # takes its slice: N processes reproduce the 1-process run with the same global batch
+                aug = config.data.augment
                 if getattr(model, "cache_features", False):
                     x = train_set.images[idx].float()
-                    aug = config.data.augment
                     if aug.views > 1 and has_appearance(aug):  # a view from the bank, then the warp
-                        x = appearance_views(x, torch.randint(aug.views, (len(idx),), generator=g), aug)
+                        views = torch.randint(aug.views, (len(idx),), generator=g)
+                        if draws == 2:  # a second, different view of each image for the consistency term
+                            views = torch.cat([views, (views + 1 + torch.randint(aug.views - 1, (len(idx),),
+                                                                                 generator=g)) % aug.views])
+                            x = x.repeat(2, 1, 1, 1)
+                        x = appearance_views(x, views, aug)
                     x = x.to(device)
-                    feats, y = augment_features(model.features(x), train_set.labels[idx], config.data.augment, g)
-                    feats, y = [distributed.shard(f, info) for f in feats], distributed.shard(y, info)
+                    feats, y = augment_features(model.features(x), train_set.labels[idx], aug, g, copies=draws)
+                    # each draw is sharded on its own, so a rank holds both draws of the images it holds
+                    feats = [torch.cat([distributed.shard(part, info) for part in f.chunk(draws)]) for f in feats]
+                    y = distributed.shard(y, info)
                     logits = net(None, features=feats, out_size=train_set.labels.shape[-2:])
                 else:
-                    x, y = augment(train_set.images[idx].float(), train_set.labels[idx], config.data.augment, g)
-                    x, y = distributed.shard(x, info), distributed.shard(y, info)
+                    x, y = augment(train_set.images[idx].float(), train_set.labels[idx], aug, g, draws=draws)
+                    x = torch.cat([distributed.shard(part, info) for part in x.chunk(draws)])
+                    y = distributed.shard(y, info)
                     logits = net(x.to(device))
             y = y.to(device)
-            loss = loss_fn(logits.float(), y)
+            if draws == 2:  # both draws are supervised; the JS term ties their predictions together
+                first, second = logits.float().chunk(2)
+                loss = (loss_fn(first, y) + loss_fn(second, y)) / 2 + aug.consistency * js_consistency(first, second)
+            else:
+                loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad > 0:
