@@ -52,6 +52,9 @@ _DECODER_64, _WIDTH_32 = ["model.decoder.dim=64", "model.decoder.embed_dim=64"],
 _HYBRID = ["model.backbone.name=hybrid"]
 # the RandConv consistency term (Xu et al., ICLR 2021): weight 10, fixed before it ran, not tuned
 _CONSISTENCY = ["data.augment.consistency=10"]
+# a moving average of the weights (flat minima, cf. SWAD, Cha et al., NeurIPS 2021): decay 0.99, a
+# window of about 100 of the 600 steps, fixed before it ran, not tuned
+_EMA = ["train.ema=0.99"]
 CANDIDATES = {
     "default (cnn 16, dim 32)": _NO_RANDCONV,
     "cnn width 32": _WIDTH_32 + _NO_RANDCONV,
@@ -67,10 +70,12 @@ CANDIDATES = {
     "RandConv views + hybrid": _RANDCONV + _HYBRID,
     # (session 7, declared before it ran) two appearance draws per image tied by a JS consistency term
     "RandConv views + consistency": _RANDCONV + _CONSISTENCY,
+    "RandConv views + weight EMA": _RANDCONV + _EMA,
 }
 # stacked candidate -> the candidate it builds on (rule 2 compares it with that one, not the default)
 BUILDS_ON = {"RandConv views + decoder dim 64": "RandConv views", "RandConv views + cnn width 32": "RandConv views",
-             "RandConv views + hybrid": "RandConv views", "RandConv views + consistency": "RandConv views"}
+             "RandConv views + hybrid": "RandConv views", "RandConv views + consistency": "RandConv views",
+             "RandConv views + weight EMA": "RandConv views"}
 
 
 MIN_GAIN = 0.002

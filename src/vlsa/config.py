@@ -18,7 +18,7 @@ from vlsa.errors import ConfigError
 # Keys added after runs, checkpoints and benchmark records were keyed by config digests, each with
 # the value that reproduces how training behaved before the key existed. At that value a key is
 # left out of every digest, so a switch that is off by default invalidates nothing made before it.
-DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0}
+DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0}
 
 
 def digest_tree(tree: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +163,10 @@ class TrainConfig(Strict):
     val_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     threads: int | None = Field(None, ge=1)
+    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, "
+                                                     "which validation, checkpoints and evaluation then use "
+                                                     "(flat-minima averaging, cf. SWAD, Cha et al., NeurIPS 2021); "
+                                                     "0 = off, the last weights")
 
 
 class EvalConfig(Strict):

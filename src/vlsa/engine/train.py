@@ -154,9 +154,20 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = SegmentationLoss()
+    # train.ema: an exponential moving average of the weights (torch's AveragedModel) is what is
+    # validated, checkpointed as "model" and evaluated; the trained weights ride along for resume
+    ema = None
+    if cfg.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     start, best = 0, {"score": -1.0, "step": -1}
     if resume:
         state = load_checkpoint(last_path)
+        if ema is not None:
+            load_model_state(ema.module, state, last_path)
+            ema.n_averaged.fill_(int(state["extra"]["ema_updates"]))
+            state = {**state, "model": state["extra"]["training_model"]}
         load_model_state(model, state, last_path)
         optimizer.load_state_dict(state["optimizer"])
         start, best = state["step"], state["best"]
@@ -183,13 +194,15 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
 
     def save(step: int, path: Path) -> None:
         if main:  # only rank 0 writes; the weights are identical on every rank
-            save_checkpoint(path, model=model, optimizer=optimizer, step=step, config=config, spec=spec, best=best)
+            extra = None if ema is None else {"training_model": model.state_dict(), "ema_updates": int(ema.n_averaged)}
+            save_checkpoint(path, model=model if ema is None else ema.module, optimizer=optimizer, step=step,
+                            config=config, spec=spec, best=best, extra=extra)
 
     def validate() -> float:
         # rank 0 scores the whole source validation split; the others take its number
         val = float("nan")
         if main and len(val_set):
-            native, _ = predict_prepared(model, val_set, config.eval.batch_size, device)
+            native, _ = predict_prepared(model if ema is None else ema.module, val_set, config.eval.batch_size, device)
             val = score(val_set, native, spec, distances=False).aggregate()["dice"]["mean"]
         return distributed.broadcast_float(val, info)
 
@@ -242,6 +255,8 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
             if cfg.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             running.append(distributed.mean_across(float(loss.item()), info))
             bar.update(1)
