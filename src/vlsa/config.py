@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vlsa.errors import ConfigError
 
@@ -59,12 +59,15 @@ class AugmentConfig(Strict):
                                                        "predictions of two appearance draws of each warped image "
                                                        "(Xu et al., ICLR 2021); 0 = one draw, no consistency term")
 
-    @model_validator(mode="after")
-    def _consistency_needs_appearance(self):
+    @field_validator("consistency")
+    @classmethod
+    def _consistency_needs_appearance(cls, value, info):
         # two draws of an identity augmentation are the same image: the term would silently do nothing
-        if self.consistency > 0 and not (self.colour > 0 or self.intensity > 0 or self.randconv):
-            raise ValueError("consistency > 0 needs an appearance augmentation (colour, intensity or randconv)")
-        return self
+        d = info.data
+        if value > 0 and not (d.get("colour", 0) > 0 or d.get("intensity", 0) > 0 or d.get("randconv")):
+            raise ValueError("needs an appearance augmentation to compare two draws of "
+                             "(data.augment.colour, intensity or randconv)")
+        return value
 
 
 class DataConfig(Strict):
@@ -220,7 +223,8 @@ def _format_error(exc: ValidationError, origin: str) -> str:
         prefix = ".".join(str(p) for p in err["loc"][:-1])
         hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
         return f"{origin}: unknown config key '{key}'{hint}"
-    return f"{origin}: config key '{key}': {err['msg']} (got {err.get('input')!r})"
+    msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix on our validators' messages
+    return f"{origin}: config key '{key}': {msg} (got {err.get('input')!r})"
 
 
 def _set_dotted(tree: dict, key: str, value: Any, origin: str) -> None:
