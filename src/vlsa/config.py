@@ -202,6 +202,22 @@ class Config(Strict):
         return hashlib.sha256(json.dumps(digest_tree(self.to_dict()), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differing_keys(a: Config, b: Config) -> list[str]:
+    """The dotted keys whose resolved values differ between two configs, sorted."""
+    old, new = _flat(a.to_dict()), _flat(b.to_dict())
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
 def _known_keys(loc: tuple) -> list[str]:
     """The keys allowed next to the one at `loc` (the fields of its section)."""
     model: Any = Config

@@ -43,3 +43,23 @@ def test_off_is_the_last_weights_and_keeps_the_digest():
     assert build_config().train.ema == 0
     assert build_config({}, ["train.ema=0"]).digest() == build_config().digest()
     assert build_config({}, ["train.ema=0.99"]).digest() != build_config().digest()
+
+
+def test_resume_names_what_differs_and_refuses_an_edited_run_config(fundus_root, tmp_path):
+    from vlsa.errors import VlsaError
+
+    run = tmp_path / "run"
+    overrides = tiny_overrides(fundus_root, steps=6) + ["train.ema=0.5"]
+    train(build_config({}, overrides), run, quiet=True, stop_at=3)
+    with pytest.raises(VlsaError, match=r"differs from the run's \(in train\.ema\)"):
+        train(build_config({}, tiny_overrides(fundus_root, steps=6)), run, resume=True, quiet=True)
+    # config.yaml edited after the checkpoint (here: EMA switched off): resuming would continue a
+    # plain run from the averaged weights, so it is refused
+    saved = (run / "config.yaml").read_text()
+    assert "ema: 0.5" in saved
+    (run / "config.yaml").write_text(saved.replace("ema: 0.5", "ema: 0.0"))
+    with pytest.raises(VlsaError, match="was made with another config than"):
+        train(None, run, resume=True, quiet=True)
+    (run / "config.yaml").write_text(saved)
+    assert torch.load(train(None, run, resume=True, quiet=True) / "checkpoints" / "last.pt",
+                      weights_only=True)["step"] == 6

@@ -14,7 +14,7 @@ import csv
 import io
 from pathlib import Path
 
-from vlsa.config import Config, load_config
+from vlsa.config import Config, differing_keys, load_config
 from vlsa.data.domains import protocol_splits
 from vlsa.engine.data import open_configured
 from vlsa.engine.evaluate import evaluate_run, read_metrics
@@ -29,16 +29,6 @@ def run_name(sources: list[str], targets: list[str], mode: str) -> str:
     return f"{'+'.join(sources)}" if mode == "single-source" else f"lodo-{targets[0]}"
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def check_same_config(config: Config, run_dir: Path) -> None:
     """A run folder is reused only for the config it was made with: compare the config digest with
     the folder's config.yaml and stop (VlsaError, one line naming the differing keys) otherwise —
@@ -49,8 +39,7 @@ def check_same_config(config: Config, run_dir: Path) -> None:
     saved = load_config(saved_path)
     if saved.digest() == config.digest():
         return
-    old, new = _flat(saved.to_dict()), _flat(config.to_dict())
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    keys = differing_keys(saved, config)
     raise VlsaError(f"{saved_path}: this run was made with another config (config digest {saved.digest()} != "
                     f"{config.digest()}; differs in {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}); "
                     "use another --out (or delete the folder) to run this config")

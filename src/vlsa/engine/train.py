@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vlsa.config import Config, load_config, save_config
+from vlsa.config import Config, differing_keys, load_config, save_config
 from vlsa.data.integrity import verify
 from vlsa.data.transforms import appearance_views, augment, augment_features, has_appearance
 from vlsa.engine import distributed
@@ -109,8 +109,16 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
             raise VlsaError(f"{out}: the run is already finished ({done} of {saved.train.steps} steps); "
                             f"evaluate it with: vlsa evaluate --run {out}")
         if config is not None and config.digest() != saved.digest():
-            raise VlsaError(f"{out / 'config.yaml'}: --resume with a config that differs from the run's; "
+            keys = differing_keys(saved, config)
+            raise VlsaError(f"{out / 'config.yaml'}: --resume with a config that differs from the run's (in "
+                            f"{', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}); "
                             "drop --config/--set to continue the run as it was")
+        # the run's config.yaml must be the one its checkpoint was trained with (an edited file
+        # would otherwise continue another training from these weights)
+        made_with = load_checkpoint(last_path).get("config_hash")
+        if made_with != saved.digest():
+            raise VlsaError(f"{last_path}: was made with another config than {out / 'config.yaml'} (config hash "
+                            f"{made_with} != {saved.digest()}); restore the run's config.yaml to resume it")
         config = saved
         # temp files of an atomic write that a killed process (SIGKILL, power loss) left behind:
         # the files they were to replace are intact, so they are only litter
