@@ -63,3 +63,10 @@ def test_resume_names_what_differs_and_refuses_an_edited_run_config(fundus_root,
     (run / "config.yaml").write_text(saved)
     assert torch.load(train(None, run, resume=True, quiet=True) / "checkpoints" / "last.pt",
                       weights_only=True)["step"] == 6
+
+
+def test_an_average_longer_than_the_run_is_warned_about(fundus_root, tmp_path, capsys):
+    train(build_config({}, tiny_overrides(fundus_root, steps=4) + ["train.ema=0.9"]), tmp_path / "long")
+    assert "train.ema=0.9 averages over about 10 steps, more than half of the 4 steps" in capsys.readouterr().err
+    train(build_config({}, tiny_overrides(fundus_root, steps=4) + ["train.ema=0.5"]), tmp_path / "short")
+    assert "warning" not in capsys.readouterr().err

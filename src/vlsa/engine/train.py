@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -169,6 +170,10 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        window = 1 / (1 - cfg.ema)  # steps over which the average forgets by a factor e
+        if window > cfg.steps / 2 and main and not quiet:
+            print(f"vlsa: warning: train.ema={cfg.ema} averages over about {window:.0f} steps, more than half of "
+                  f"the {cfg.steps} steps: the evaluated weights will still carry the early ones", file=sys.stderr)
     start, best = 0, {"score": -1.0, "step": -1}
     if resume:
         state = load_checkpoint(last_path)
