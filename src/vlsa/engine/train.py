@@ -105,7 +105,8 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
         if not last_path.is_file():
             raise VlsaError(f"{last_path}: nothing to resume (no last checkpoint)")
         saved = load_config(out / "config.yaml")
-        done = finished_steps(out)
+        resumed = load_checkpoint(last_path)  # read once: steps done, its config hash, then the weights
+        done = int(resumed["step"])
         if done >= saved.train.steps:
             raise VlsaError(f"{out}: the run is already finished ({done} of {saved.train.steps} steps); "
                             f"evaluate it with: vlsa evaluate --run {out}")
@@ -116,7 +117,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                             "drop --config/--set to continue the run as it was")
         # the run's config.yaml must be the one its checkpoint was trained with (an edited file
         # would otherwise continue another training from these weights)
-        made_with = load_checkpoint(last_path).get("config_hash")
+        made_with = resumed.get("config_hash")
         if made_with != saved.digest():
             raise VlsaError(f"{last_path}: was made with another config than {out / 'config.yaml'} (config hash "
                             f"{made_with} != {saved.digest()}); restore the run's config.yaml to resume it")
@@ -176,7 +177,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                   f"the {cfg.steps} steps: the evaluated weights will still carry the early ones", file=sys.stderr)
     start, best = 0, {"score": -1.0, "step": -1}
     if resume:
-        state = load_checkpoint(last_path)
+        state = resumed
         if ema is not None:
             load_model_state(ema.module, state, last_path)
             ema.n_averaged.fill_(int(state["extra"]["ema_updates"]))
