@@ -50,10 +50,14 @@ def init(device_name: str) -> tuple[DistInfo, torch.device | None]:
     return DistInfo(rank, world, local), device
 
 
-def shard(batch: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """This rank's slice of a global batch (first dimension)."""
+def shard(batch: torch.Tensor, info: DistInfo, groups: int = 1) -> torch.Tensor:
+    """This rank's slice of a global batch (first dimension). `groups` > 1: the batch is that many
+    stacked copies of the global batch (e.g. two appearance draws of the same images), each sliced
+    alike, so a rank holds every copy of the images it holds."""
     if not info.enabled:
         return batch
+    if groups > 1:
+        return torch.cat([shard(part, info) for part in batch.chunk(groups)])
     if len(batch) % info.world:
         raise ConfigError(f"config key 'train.batch_size': {len(batch)} is not divisible by {info.world} processes")
     per = len(batch) // info.world

@@ -249,13 +249,12 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                         x = appearance_views(x, views, aug)
                     x = x.to(device)
                     feats, y = augment_features(model.features(x), train_set.labels[idx], aug, g, copies=draws)
-                    # each draw is sharded on its own, so a rank holds both draws of the images it holds
-                    feats = [torch.cat([distributed.shard(part, info) for part in f.chunk(draws)]) for f in feats]
+                    feats = [distributed.shard(f, info, groups=draws) for f in feats]
                     y = distributed.shard(y, info)
                     logits = net(None, features=feats, out_size=train_set.labels.shape[-2:])
                 else:
                     x, y = augment(train_set.images[idx].float(), train_set.labels[idx], aug, g, draws=draws)
-                    x = torch.cat([distributed.shard(part, info) for part in x.chunk(draws)])
+                    x = distributed.shard(x, info, groups=draws)
                     y = distributed.shard(y, info)
                     logits = net(x.to(device))
             y = y.to(device)
