@@ -55,6 +55,9 @@ _CONSISTENCY = ["data.augment.consistency=10"]
 # a moving average of the weights (flat minima, cf. SWAD, Cha et al., NeurIPS 2021): decay 0.99, a
 # window of about 100 of the 600 steps, fixed before it ran, not tuned
 _EMA = ["train.ema=0.99"]
+# GIN-IPA (Ouyang et al., IEEE TMI 2023) in RandConv's place, or beside it: the paper's generator
+# settings (kernels 1 or 3, 2 hidden channels, 4 layers), nothing tuned
+_GIN_IPA = ["data.augment.gin_ipa=true"]
 CANDIDATES = {
     "default (cnn 16, dim 32)": _NO_RANDCONV,
     "cnn width 32": _WIDTH_32 + _NO_RANDCONV,
@@ -71,11 +74,14 @@ CANDIDATES = {
     # (session 7, declared before it ran) two appearance draws per image tied by a JS consistency term
     "RandConv views + consistency": _RANDCONV + _CONSISTENCY,
     "RandConv views + weight EMA": _RANDCONV + _EMA,
+    # (session 8, declared before they ran) the other single-source DG augmentation the issue names
+    "GIN-IPA": _GIN_IPA + _NO_RANDCONV,
+    "RandConv views + GIN-IPA": _RANDCONV + _GIN_IPA,
 }
 # stacked candidate -> the candidate it builds on (rule 2 compares it with that one, not the default)
 BUILDS_ON = {"RandConv views + decoder dim 64": "RandConv views", "RandConv views + cnn width 32": "RandConv views",
              "RandConv views + hybrid": "RandConv views", "RandConv views + consistency": "RandConv views",
-             "RandConv views + weight EMA": "RandConv views"}
+             "RandConv views + weight EMA": "RandConv views", "RandConv views + GIN-IPA": "RandConv views"}
 
 
 MIN_GAIN = 0.002

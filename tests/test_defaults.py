@@ -44,6 +44,11 @@ def test_dg_table_methods_share_one_policy_and_derive_the_postprocessing_row():
     assert "data.augment.randconv=true" in dg.METHODS["ERM U-Net + RandConv"]
     # the ERM rows keep RandConv off even where VLSA's config turns it on
     assert all("data.augment.randconv=false" in dg.METHODS[m] for m in ("ERM U-Net", "ERM U-Net + colour aug"))
+    # ... and GIN-IPA off; each SDG row has its own augmentation on and the other off
+    assert all("data.augment.gin_ipa=false" in dg.METHODS[m]
+               for m in ("ERM U-Net", "ERM U-Net + colour aug", "ERM U-Net + RandConv"))
+    assert {"data.augment.gin_ipa=true", "data.augment.randconv=false"} <= set(dg.METHODS["ERM U-Net + GIN-IPA"])
+    assert "ERM U-Net + GIN-IPA" in dg.BASELINES
     method, key = dg.DERIVED["VLSA w/o post-processing"]
     assert method == "VLSA" and key == "domains_postprocess_off"
 

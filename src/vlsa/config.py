@@ -18,7 +18,8 @@ from vlsa.errors import ConfigError
 # Keys added after runs, checkpoints and benchmark records were keyed by config digests, each with
 # the value that reproduces how training behaved before the key existed. At that value a key is
 # left out of every digest, so a switch that is off by default invalidates nothing made before it.
-DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0}
+DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0,
+                                              ("data", "augment", "gin_ipa"): False}
 
 
 def digest_tree(tree: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +56,8 @@ class AugmentConfig(Strict):
     views: int = Field(4, ge=1, description="cached frozen backbone: appearance-augmented views per training "
                                             "image in the feature bank (view 0 is the image as read)")
     randconv: bool = Field(False, description="RandConv (Xu et al., ICLR 2021): random-convolution images")
+    gin_ipa: bool = Field(False, description="GIN-IPA (Ouyang et al., IEEE TMI 2023): random shallow non-linear "
+                                             "networks, two draws blended by a smooth random map")
     consistency: float = Field(0.0, ge=0, description="weight of the Jensen-Shannon consistency between the "
                                                        "predictions of two appearance draws of each warped image "
                                                        "(Xu et al., ICLR 2021); 0 = one draw, no consistency term")
@@ -64,9 +67,10 @@ class AugmentConfig(Strict):
     def _consistency_needs_appearance(cls, value, info):
         # two draws of an identity augmentation are the same image: the term would silently do nothing
         d = info.data
-        if value > 0 and not (d.get("colour", 0) > 0 or d.get("intensity", 0) > 0 or d.get("randconv")):
+        if value > 0 and not (d.get("colour", 0) > 0 or d.get("intensity", 0) > 0 or d.get("randconv")
+                             or d.get("gin_ipa")):
             raise ValueError("needs an appearance augmentation to compare two draws of "
-                             "(data.augment.colour, intensity or randconv)")
+                             "(data.augment.colour, intensity, randconv or gin_ipa)")
         return value
 
 

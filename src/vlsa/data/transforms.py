@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from vlsa.data.gin_ipa import gin_ipa
+
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=g)
@@ -107,7 +109,7 @@ def view_generator(image: torch.Tensor, view: int) -> torch.Generator:
 def appearance_views(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Tensor:
     """Appearance-augmented views of B x C x H x W normalised images: image i becomes its view
     `views[i]` (0 = the image as read; v >= 1 = colour then intensity jitter drawn by
-    `view_generator(image, v)`). Deterministic, so a frozen backbone's features of the views form a
+    `view_generator(image, v)`, then RandConv and GIN-IPA where enabled). Deterministic, so a frozen backbone's features of the views form a
     bank that the (content-keyed, disk-backed) feature cache shares across runs and processes."""
     out = []
     for image, v in zip(images, views.tolist()):
@@ -117,12 +119,13 @@ def appearance_views(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Te
         g = view_generator(image, v)
         x = colour(image[None], cfg.colour, g)
         x = intensity(x, cfg.intensity, g)
-        out.append((random_conv(x, g) if cfg.randconv else x)[0])
+        x = random_conv(x, g) if cfg.randconv else x
+        out.append((gin_ipa(x, g) if cfg.gin_ipa else x)[0])
     return torch.stack(out) if out else images
 
 
 def has_appearance(cfg) -> bool:
-    return cfg.colour > 0 or cfg.intensity > 0 or cfg.randconv
+    return cfg.colour > 0 or cfg.intensity > 0 or cfg.randconv or cfg.gin_ipa
 
 
 def random_conv(images: torch.Tensor, g: torch.Generator, p: float = 0.5, kernel_sizes=(1, 3, 5, 7)) -> torch.Tensor:
@@ -161,15 +164,16 @@ def augment_features(feats: list[torch.Tensor], labels: torch.Tensor, cfg, g: to
 
 def appearance(images: torch.Tensor, cfg, g: torch.Generator) -> torch.Tensor:
     """One draw of the appearance policy on B x C x H x W normalised images: colour, intensity,
-    then RandConv when enabled (the order `augment` applies them)."""
+    then RandConv and GIN-IPA when enabled (the order `augment` applies them)."""
     images = colour(images, cfg.colour, g)
     images = intensity(images, cfg.intensity, g)
-    return random_conv(images, g) if cfg.randconv else images
+    images = random_conv(images, g) if cfg.randconv else images
+    return gin_ipa(images, g) if cfg.gin_ipa else images
 
 
 def augment(images: torch.Tensor, labels: torch.Tensor, cfg, g: torch.Generator, draws: int = 1):
     """The whole policy on images (non-cached models): spatial warp, then `draws` independent
-    appearance draws of the warped batch (colour, intensity, RandConv), stacked along the batch:
+    appearance draws of the warped batch (colour, intensity, RandConv, GIN-IPA), stacked along the batch:
     B x C x H x W, B x H x W -> draws*B x C x H x W, B x H x W."""
     images, labels = spatial(images, labels, cfg, g)
     return torch.cat([appearance(images, cfg, g) for _ in range(draws)]), labels
