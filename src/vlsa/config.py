@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlsa.errors import ConfigError
 
@@ -197,6 +197,19 @@ class Config(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @model_validator(mode="after")
+    def _consistency_views_with_a_cached_backbone(self):
+        # a cached frozen backbone's two appearance draws for the consistency term are two views of
+        # its feature bank: with one view they would be the same features. Checked here, before any
+        # data loads (training checks again on the built model, for backbones this rule cannot see)
+        b = self.model.backbone
+        cached = self.model.name == "vlsa" and b.cache and (b.name in ("medsam", "hybrid")
+                                                            or (b.name == "hf" and b.tuning == "frozen"))
+        if self.data.augment.consistency > 0 and cached and self.data.augment.views < 2:
+            raise ValueError(f"data.augment.consistency > 0 needs data.augment.views >= 2 with a cached backbone "
+                             f"({b.name}): its two appearance draws are two views of the feature bank")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -244,6 +257,8 @@ def _format_error(exc: ValidationError, origin: str) -> str:
         hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
         return f"{origin}: unknown config key '{key}'{hint}"
     msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix on our validators' messages
+    if not err["loc"]:  # a rule across sections: its message names the keys
+        return f"{origin}: {msg}"
     return f"{origin}: config key '{key}': {msg} (got {err.get('input')!r})"
 
 

@@ -71,6 +71,18 @@ def test_the_term_needs_an_appearance_augmentation():
         build_config({}, ["data.augment.consistency=1", "data.augment.colour=0", "data.augment.intensity=0"])
 
 
+@pytest.mark.parametrize("backbone", [["model.backbone.name=medsam"], ["model.backbone.name=hybrid"],
+                                      ["model.backbone.name=hf", "model.backbone.tuning=frozen"]])
+def test_a_cached_backbone_with_one_view_is_refused_by_the_config(backbone):
+    # at config time, before any data loads: one line naming the keys
+    refusal = r"^config: data.augment.consistency > 0 needs data.augment.views >= 2 with a cached backbone \((medsam|hybrid|hf)\)"
+    with pytest.raises(ConfigError, match=refusal):
+        build_config({}, [*backbone, "data.augment.consistency=1", "data.augment.views=1"])
+    # not cached (features computed each step from augmented images), or two views: accepted
+    build_config({}, [*backbone, "data.augment.consistency=1", "data.augment.views=1", "model.backbone.cache=false"])
+    build_config({}, [*backbone, "data.augment.consistency=1", "data.augment.views=2"])
+
+
 def test_a_cached_backbone_needs_two_views(fundus_root, tmp_path, monkeypatch):
     from vlsa.engine.train import train
     from vlsa.models import vlsa as vlsa_mod

@@ -68,6 +68,11 @@ def test_resume_reaches_the_uninterrupted_result(fundus_root, tmp_path):
     assert torch.load(part / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
     with pytest.raises(Exception, match="already holds a run"):
         train(cfg, part, quiet=True)
+    # the clock continues from the last logged row (here set to 1000 s) instead of restarting at 0
+    log = part / "log.csv"
+    rows = log.read_text().splitlines()
+    last = rows[-1].split(",")
+    log.write_text("\n".join(rows[:-1] + [",".join(last[:-1] + ["1000.00"])]) + "\n")
     train(None, part, resume=True, quiet=True)
     a = torch.load(full / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(part / "checkpoints" / "last.pt", weights_only=True)
@@ -76,6 +81,7 @@ def test_resume_reaches_the_uninterrupted_result(fundus_root, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
     rows = (part / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(i) for i in range(1, 9)]
+    assert all(1000 <= float(r.split(",")[-1]) < 1100 for r in rows[3:])
 
 
 def test_learning_rate_schedule():

@@ -222,7 +222,8 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
 
     model.train()
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
-    t0 = time.time()
+    # a resumed run's clock continues from its last logged row, so `seconds` is the run's training time
+    t0 = time.time() - (float(log_rows[-1]["seconds"] or 0) if log_rows else 0.0)
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {'+'.join(sources)}", unit="step",
                disable=quiet or not main, dynamic_ncols=True)
     running = []
