@@ -1,11 +1,13 @@
 """GIN-IPA (Ouyang et al., IEEE TMI 2023): intensity changes that keep shapes, a smooth blending map,
 deterministic draws, and a config switch that changes no earlier digest when off."""
 
+import pytest
 import torch
 
 from vlsa.config import build_config
 from vlsa.data.gin_ipa import LAYERS, blending_map, gin, gin_ipa
 from vlsa.data.transforms import appearance, appearance_views, has_appearance
+from vlsa.errors import ConfigError
 
 
 def _piecewise_constant() -> torch.Tensor:
@@ -48,6 +50,19 @@ def test_gin_ipa_is_deterministic_standardised_and_changes_images():
     assert torch.allclose(a.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-4)
     assert torch.allclose(a.std(dim=(1, 2, 3)), torch.ones(4), atol=1e-3)
     assert not torch.allclose(a, gin_ipa(x, torch.Generator().manual_seed(6)))
+
+
+def test_a_probability_below_one_keeps_some_images_as_they_came():
+    x = torch.randn(64, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    kept = [torch.equal(a, b) for a, b in zip(gin_ipa(x, torch.Generator().manual_seed(1), p=0.5), x)]
+    assert 16 < sum(kept) < 48  # about half, drawn per image
+    assert not any(torch.equal(a, b) for a, b in zip(gin_ipa(x, torch.Generator().manual_seed(1)), x))
+    # the default p = 1 is the paper's setting and keeps its digest (a neutral key)
+    assert build_config({}, ["data.augment.gin_ipa_p=1"]).digest() == build_config().digest()
+    on = ["data.augment.gin_ipa=true"]
+    assert build_config({}, [*on, "data.augment.gin_ipa_p=0.5"]).digest() != build_config({}, on).digest()
+    with pytest.raises(ConfigError, match="gin_ipa_p.*no effect without data.augment.gin_ipa"):
+        build_config({}, ["data.augment.gin_ipa_p=0.5"])
 
 
 def test_the_switch_reaches_the_policy_and_the_bank_and_keeps_digests_when_off():

@@ -12,6 +12,8 @@ Medical Image Segmentation", IEEE Transactions on Medical Imaging 42(4), 2023 (a
   pseudo-correlation between a region's appearance and its label is broken.
 The paper trains on both kinds of image (GIN alone and GIN-IPA); here each image is one or the other
 with probability 1/2. Their consistency loss between the two is `data.augment.consistency`.
+`data.augment.gin_ipa_p` < 1 leaves that fraction of images untouched (as RandConv's mixing variant
+does), trading robustness for source-domain fit.
 """
 
 from __future__ import annotations
@@ -47,12 +49,17 @@ def blending_map(h: int, w: int, g: torch.Generator, dtype=torch.float32) -> tor
     return F.interpolate(ctrl, size=(h, w), mode="bicubic", align_corners=True)[0].clamp(0, 1).to(dtype)
 
 
-def gin_ipa(images: torch.Tensor, g: torch.Generator, p_ipa: float = 0.5) -> torch.Tensor:
-    """GIN-IPA on B x C x H x W normalised images -> same shape, each image re-standardised (zero
-    mean, unit std, as the rest of the pipeline expects). Every image gets a GIN draw; with
-    probability `p_ipa` it is instead the IPA blend of two GIN draws. Deterministic given `g`."""
+def gin_ipa(images: torch.Tensor, g: torch.Generator, p: float = 1.0, p_ipa: float = 0.5) -> torch.Tensor:
+    """GIN-IPA on B x C x H x W normalised images -> same shape. With probability `p` per image (1,
+    the paper's setting: every image) the image gets a GIN draw, or with probability `p_ipa` instead
+    the IPA blend of two GIN draws, and is re-standardised (zero mean, unit std, as the rest of the
+    pipeline expects); otherwise it is kept as it came. Deterministic given `g`."""
     out = []
     for x in images:
+        # p = 1 draws nothing here, so it reproduces the draws made before `p` existed
+        if p < 1 and torch.rand(1, generator=g).item() >= p:
+            out.append(x)
+            continue
         y = gin(x, g)
         if torch.rand(1, generator=g).item() < p_ipa:
             m = blending_map(*x.shape[-2:], g, x.dtype)

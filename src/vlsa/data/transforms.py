@@ -120,7 +120,7 @@ def appearance_views(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Te
         x = colour(image[None], cfg.colour, g)
         x = intensity(x, cfg.intensity, g)
         x = random_conv(x, g) if cfg.randconv else x
-        out.append((gin_ipa(x, g) if cfg.gin_ipa else x)[0])
+        out.append((gin_ipa(x, g, cfg.gin_ipa_p) if cfg.gin_ipa else x)[0])
     return torch.stack(out) if out else images
 
 
@@ -168,7 +168,7 @@ def appearance(images: torch.Tensor, cfg, g: torch.Generator) -> torch.Tensor:
     images = colour(images, cfg.colour, g)
     images = intensity(images, cfg.intensity, g)
     images = random_conv(images, g) if cfg.randconv else images
-    return gin_ipa(images, g) if cfg.gin_ipa else images
+    return gin_ipa(images, g, cfg.gin_ipa_p) if cfg.gin_ipa else images
 
 
 def augment(images: torch.Tensor, labels: torch.Tensor, cfg, g: torch.Generator, draws: int = 1):
