@@ -29,8 +29,9 @@ def test_vlsa_with_the_appearance_policy_is_the_default():
         # the packaged config is the candidate source-only selection chose: its overrides change nothing
         chosen = selection["chosen_2"][dataset]
         assert load_config(path, selection["candidates"][chosen]) == sdg, (dataset, chosen)
-        # the shared policy, plus RandConv views where they were chosen
-        assert sdg.data.augment.model_copy(update={"randconv": cfg.data.augment.randconv}) == cfg.data.augment
+        # the shared policy, plus the single-source DG augmentation where one was chosen
+        sdg_keys = ("randconv", "gin_ipa", "gin_ipa_p")
+        assert sdg.data.augment.model_copy(update={k: getattr(cfg.data.augment, k) for k in sdg_keys}) == cfg.data.augment
 
 
 def test_dg_table_methods_share_one_policy_and_derive_the_postprocessing_row():
@@ -47,8 +48,13 @@ def test_dg_table_methods_share_one_policy_and_derive_the_postprocessing_row():
     # ... and GIN-IPA off; each SDG row has its own augmentation on and the other off
     assert all("data.augment.gin_ipa=false" in dg.METHODS[m]
                for m in ("ERM U-Net", "ERM U-Net + colour aug", "ERM U-Net + RandConv"))
-    assert {"data.augment.gin_ipa=true", "data.augment.randconv=false"} <= set(dg.METHODS["ERM U-Net + GIN-IPA"])
-    assert "ERM U-Net + GIN-IPA" in dg.BASELINES
+    for row, p in (("ERM U-Net + GIN-IPA", 1), ("ERM U-Net + GIN-IPA p 0.5", 0.5)):
+        assert {"data.augment.gin_ipa=true", "data.augment.randconv=false", f"data.augment.gin_ipa_p={p}"} \
+            <= set(dg.METHODS[row]) and row in dg.BASELINES
+    # every baseline row resolves to the same augmentation on both datasets (only VLSA's may differ)
+    for method in dg.BASELINES[:-1]:
+        fundus, mms = (dg.unit_config(d, method, 0).data.augment for d in ("fundus", "mms"))
+        assert fundus == mms, method
     method, key = dg.DERIVED["VLSA w/o post-processing"]
     assert method == "VLSA" and key == "domains_postprocess_off"
 
