@@ -206,6 +206,9 @@ def report(results: dict, prov: dict) -> str:
         if any(base == stage_1 for base in BUILDS_ON.values()):
             lines.append(f"Stage 2 (the same rule for the candidates built on {stage_1}, against it): "
                          f"**{choose_shifted(results, dataset)}**.")
+        stale = sorted({base for name, base in BUILDS_ON.items() if base != stage_1 and name in by_name})
+        if stale:  # stacked runs made while stage 1 chose another base: shown, not eligible
+            lines.append(f"Candidates stacked on {', '.join(stale)} are not eligible here: stage 1 chose {stage_1}.")
         lines.append("")
     lines += ["## Both datasets", ""]
     lines.append(f"Rule 1 (mean clean source-validation Dice at least {MIN_GAIN} above the default's, over "

@@ -12,8 +12,8 @@ Medical Image Segmentation", IEEE Transactions on Medical Imaging 42(4), 2023 (a
   pseudo-correlation between a region's appearance and its label is broken.
 The paper trains on both kinds of image (GIN alone and GIN-IPA); here each image is one or the other
 with probability 1/2. Their consistency loss between the two is `data.augment.consistency`.
-`data.augment.gin_ipa_p` < 1 leaves that fraction of images untouched (as RandConv's mixing variant
-does), trading robustness for source-domain fit.
+With `data.augment.gin_ipa_p` = p < 1, a fraction 1 - p of the images is left as it came (as
+RandConv's mixing variant leaves half), which keeps the source appearance in training.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 The single-source DG baseline RandConv (Xu et al., "Robust and Generalizable Visual Representation
 Learning via Random Convolutions", ICLR 2021) is this U-Net trained with random-convolution images:
 `model.name=unet data.augment.randconv=true` (vlsa.data.transforms.random_conv), same budget and
-augmentation policy as every other method.
+augmentation policy as every other method. Likewise GIN-IPA (Ouyang et al., "Causality-Inspired
+Single-Source Domain Generalization for Medical Image Segmentation", IEEE TMI 2023):
+`model.name=unet data.augment.gin_ipa=true` (vlsa.data.gin_ipa).
 """
 
 from __future__ import annotations
