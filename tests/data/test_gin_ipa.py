@@ -1,13 +1,17 @@
 """GIN-IPA (Ouyang et al., IEEE TMI 2023): intensity changes that keep shapes, a smooth blending map,
 deterministic draws, and a config switch that changes no earlier digest when off."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from vlsa.config import build_config
+from vlsa.config import build_config, load_config
 from vlsa.data.gin_ipa import LAYERS, blending_map, gin, gin_ipa
 from vlsa.data.transforms import appearance, appearance_views, has_appearance
 from vlsa.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _piecewise_constant() -> torch.Tensor:
@@ -61,8 +65,11 @@ def test_a_probability_below_one_keeps_some_images_as_they_came():
     assert build_config({}, ["data.augment.gin_ipa_p=1"]).digest() == build_config().digest()
     on = ["data.augment.gin_ipa=true"]
     assert build_config({}, [*on, "data.augment.gin_ipa_p=0.5"]).digest() != build_config({}, on).digest()
-    with pytest.raises(ConfigError, match="gin_ipa_p.*no effect without data.augment.gin_ipa"):
-        build_config({}, ["data.augment.gin_ipa_p=0.5"])
+    # the cardiac config's GIN-IPA goes off with one key (its probability is then inert)
+    off = load_config(ROOT / "configs" / "mms_sdg.yaml", ["data.augment.gin_ipa=false"]).data.augment
+    assert off.gin_ipa_p == 0.5 and not has_appearance(off.model_copy(update={"colour": 0, "intensity": 0}))
+    with pytest.raises(ConfigError, match="gin_ipa_p"):
+        build_config({}, ["data.augment.gin_ipa=true", "data.augment.gin_ipa_p=0"])
 
 
 def test_the_switch_reaches_the_policy_and_the_bank_and_keeps_digests_when_off():

@@ -4,14 +4,16 @@ Ouyang et al., "Causality-Inspired Single-Source Domain Generalization for
 Medical Image Segmentation", IEEE Transactions on Medical Imaging 42(4), 2023 (arXiv 2111.12525).
 
 - GIN: a shallow network of randomly drawn convolutions (kernel 1 or 3 px, two hidden channels,
-  LeakyReLU between layers), redrawn for every image, maps the image to a new intensity/texture
+  LeakyReLU with slope 0.2 between layers), redrawn for every image, maps the image to a new intensity/texture
   profile that keeps its shapes. The output is mixed with the input by alpha ~ U(0, 1) and rescaled
   to the input's Frobenius norm (the paper's `frob` output normalisation).
 - IPA: two GIN draws of the same image are blended by a smooth random map (control points on a
   coarse grid, interpolated bicubically), so that appearance varies *within* the image: a
   pseudo-correlation between a region's appearance and its label is broken.
-The paper trains on both kinds of image (GIN alone and GIN-IPA); here each image is one or the other
-with probability 1/2. Their consistency loss between the two is `data.augment.consistency`.
+The paper trains on both kinds of image (GIN alone and GIN-IPA); here each augmented image is one or
+the other with probability 1/2. The paper also ties the GIN and GIN-IPA versions of each image by a
+consistency loss; that pairing is not built here (`data.augment.consistency` is RandConv's term
+between two independent appearance draws, which can be combined with GIN-IPA).
 With `data.augment.gin_ipa_p` = p < 1, a fraction 1 - p of the images is left as it came (as
 RandConv's mixing variant leaves half), which keeps the source appearance in training.
 """
@@ -50,10 +52,11 @@ def blending_map(h: int, w: int, g: torch.Generator, dtype=torch.float32) -> tor
 
 
 def gin_ipa(images: torch.Tensor, g: torch.Generator, p: float = 1.0, p_ipa: float = 0.5) -> torch.Tensor:
-    """GIN-IPA on B x C x H x W normalised images -> same shape. With probability `p` per image (1,
-    the paper's setting: every image) the image gets a GIN draw, or with probability `p_ipa` instead
-    the IPA blend of two GIN draws, and is re-standardised (zero mean, unit std, as the rest of the
-    pipeline expects); otherwise it is kept as it came. Deterministic given `g`."""
+    """GIN-IPA on B x C x H x W normalised images -> same shape. Each image is augmented with
+    probability `p` (1, the paper's setting: every image) and otherwise kept as it came. An augmented
+    image is the IPA blend of two GIN draws with probability `p_ipa`, else one GIN draw (so per image:
+    IPA p * p_ipa, GIN alone p * (1 - p_ipa)), re-standardised to zero mean and unit std as the rest
+    of the pipeline expects. Deterministic given `g`."""
     out = []
     for x in images:
         # p = 1 draws nothing here, so it reproduces the draws made before `p` existed
