@@ -51,24 +51,30 @@ from vlsa.errors import VlsaError  # noqa: E402
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def sdg_overrides(randconv: bool = False, gin_ipa_p: float = 0.0) -> list[str]:
+    """Overrides that pin the single-source DG augmentations: RandConv on or off, GIN-IPA at
+    probability `gin_ipa_p` (0 = off), so a row (or a select_vlsa.py candidate) is the same run
+    whatever a packaged config chose."""
+    return [f"data.augment.randconv={str(randconv).lower()}", f"data.augment.gin_ipa={str(gin_ipa_p > 0).lower()}",
+            f"data.augment.gin_ipa_p={gin_ipa_p or 1}"]
+
+
 # One augmentation policy (configs' data.augment: colour 0.5, intensity, flips/rotations) for every
 # method; only "ERM U-Net" turns its appearance part off, as the plain-ERM reference. VLSA's configs
 # may add an SDG augmentation (chosen on source data, benchmarks/select_vlsa.py rule 2): the ERM rows
 # pin RandConv and GIN-IPA off, each SDG row its own one on and the other off, so the baselines are the
 # same whatever VLSA's config chose.
-_NO_GIN_IPA = ["data.augment.gin_ipa=false", "data.augment.gin_ipa_p=1"]
-_NO_SDG = ["data.augment.randconv=false", *_NO_GIN_IPA]
 METHODS = {
     # ERM: the segmentation loss alone, so no consistency term whatever the dataset's policy says
-    "ERM U-Net": ["model.name=unet", "data.augment.colour=0", *_NO_SDG, "data.augment.consistency=0"],
-    "ERM U-Net + colour aug": ["model.name=unet", *_NO_SDG, "data.augment.consistency=0"],
+    "ERM U-Net": ["model.name=unet", "data.augment.colour=0", *sdg_overrides(), "data.augment.consistency=0"],
+    "ERM U-Net + colour aug": ["model.name=unet", *sdg_overrides(), "data.augment.consistency=0"],
     # the single-source DG baselines, each its augmentation on top of the shared policy
-    "ERM U-Net + RandConv": ["model.name=unet", "data.augment.randconv=true", *_NO_GIN_IPA],
+    "ERM U-Net + RandConv": ["model.name=unet", *sdg_overrides(randconv=True)],
     # GIN-IPA as the paper has it (every image), and on half the images as VLSA's cardiac policy has it
-    "ERM U-Net + GIN-IPA": ["model.name=unet", "data.augment.randconv=false", "data.augment.gin_ipa=true",
-                            "data.augment.gin_ipa_p=1"],
-    "ERM U-Net + GIN-IPA p 0.5": ["model.name=unet", "data.augment.randconv=false", "data.augment.gin_ipa=true",
-                                  "data.augment.gin_ipa_p=0.5"],
+    "ERM U-Net + GIN-IPA": ["model.name=unet", *sdg_overrides(gin_ipa_p=1)],
+    "ERM U-Net + GIN-IPA p 0.5": ["model.name=unet", *sdg_overrides(gin_ipa_p=0.5)],
     "VLSA": [],
     "VLSA w/o EM": ["model.em.enabled=false"],
     "VLSA w/o text guidance": ["model.decoder.text_guidance=false"],

@@ -17,8 +17,8 @@ Two rules, each fixed in this file before its candidates had run:
    several such candidates, the one with the highest corrupted score.
    (session 6) Candidates in BUILDS_ON stack a change on another candidate; where rule 2 chose that
    base for a dataset, rule 2 is applied once more with the base in the default's place. Every
-   candidate pins RandConv and GIN-IPA (`_sdg`), so it names the same run whatever the packaged
-   configs chose later.
+   candidate pins RandConv and GIN-IPA (`dg_table.sdg_overrides`), so it names the same run
+   whatever the packaged configs chose later.
 
     python benchmarks/select_vlsa.py --datasets mms --sources A B --threads 1
     python benchmarks/select_vlsa.py --report-only
@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import provenance, provenance_markdown  # noqa: E402
-from dg_table import CONFIGS, ROOT, claim, slug  # noqa: E402
+from dg_table import CONFIGS, ROOT, claim, sdg_overrides, slug  # noqa: E402
 
 from vlsa.config import load_config  # noqa: E402
 from vlsa.engine.data import open_configured  # noqa: E402
@@ -48,16 +48,7 @@ from vlsa.engine.protocol import run_one  # noqa: E402
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 # Changes to VLSA alone; the augmentation policy and the training budget stay those of every row.
-
-
-def _sdg(randconv: bool, gin_ipa_p: float = 0.0) -> list[str]:
-    """Overrides that pin the single-source DG augmentations (RandConv; GIN-IPA at probability
-    `gin_ipa_p`, 0 = off), so a candidate is the same run whatever the packaged config chose since."""
-    return [f"data.augment.randconv={str(randconv).lower()}", f"data.augment.gin_ipa={str(gin_ipa_p > 0).lower()}",
-            f"data.augment.gin_ipa_p={gin_ipa_p or 1}"]
-
-
-_NO_RANDCONV, _RANDCONV = _sdg(False), _sdg(True)
+_NO_RANDCONV, _RANDCONV = sdg_overrides(), sdg_overrides(randconv=True)
 _DECODER_64, _WIDTH_32 = ["model.decoder.dim=64", "model.decoder.embed_dim=64"], ["model.backbone.cnn_width=32"]
 _HYBRID = ["model.backbone.name=hybrid"]
 # the RandConv consistency term (Xu et al., ICLR 2021): weight 10, fixed before it ran, not tuned
@@ -84,11 +75,11 @@ CANDIDATES = {
     "RandConv views + consistency": _RANDCONV + _CONSISTENCY,
     "RandConv views + weight EMA": _RANDCONV + _EMA,
     # (session 8, declared before they ran) the other single-source DG augmentation the issue names
-    "GIN-IPA": _sdg(False, gin_ipa_p=1),
-    "RandConv views + GIN-IPA": _sdg(True, gin_ipa_p=1),
+    "GIN-IPA": sdg_overrides(gin_ipa_p=1),
+    "RandConv views + GIN-IPA": sdg_overrides(randconv=True, gin_ipa_p=1),
     # (session 8, declared after GIN-IPA lost 0.027 of clean cardiac source-validation Dice, before it
     # ran) GIN-IPA on half the images, RandConv's mixing probability here, so half keep the source look
-    "GIN-IPA p 0.5": _sdg(False, gin_ipa_p=0.5),
+    "GIN-IPA p 0.5": sdg_overrides(gin_ipa_p=0.5),
 }
 # stacked candidate -> the candidate it builds on (rule 2 compares it with that one, not the default)
 BUILDS_ON = {"RandConv views + decoder dim 64": "RandConv views", "RandConv views + cnn width 32": "RandConv views",
