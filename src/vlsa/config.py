@@ -47,6 +47,14 @@ class SynthConfig(Strict):
     seed: int = 0
 
 
+def appearance_on(augment: dict[str, Any]) -> bool:
+    """Whether an augment section's values (a dict: a validator's partial data or `dict(section)`)
+    change appearance: colour, intensity, RandConv or GIN-IPA. The one definition behind
+    `transforms.has_appearance` and the consistency check, so a new appearance switch is added once."""
+    return (augment.get("colour", 0) > 0 or augment.get("intensity", 0) > 0 or bool(augment.get("randconv"))
+            or bool(augment.get("gin_ipa")))
+
+
 class AugmentConfig(Strict):
     flip: bool = True
     rotate: float = Field(15.0, ge=0, description="max rotation, degrees")
@@ -70,9 +78,7 @@ class AugmentConfig(Strict):
     @classmethod
     def _consistency_needs_appearance(cls, value, info):
         # two draws of an identity augmentation are the same image: the term would silently do nothing
-        d = info.data
-        if value > 0 and not (d.get("colour", 0) > 0 or d.get("intensity", 0) > 0 or d.get("randconv")
-                             or d.get("gin_ipa")):
+        if value > 0 and not appearance_on(info.data):
             raise ValueError("needs an appearance augmentation to compare two draws of "
                              "(data.augment.colour, intensity, randconv or gin_ipa)")
         return value

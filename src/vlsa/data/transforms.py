@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from vlsa.config import appearance_on
 from vlsa.data.gin_ipa import gin_ipa
 
 
@@ -125,7 +126,8 @@ def appearance_views(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Te
 
 
 def has_appearance(cfg) -> bool:
-    return cfg.colour > 0 or cfg.intensity > 0 or cfg.randconv or cfg.gin_ipa
+    """Whether the augment section `cfg` changes appearance (`config.appearance_on`)."""
+    return appearance_on(dict(cfg))
 
 
 def random_conv(images: torch.Tensor, g: torch.Generator, p: float = 0.5, kernel_sizes=(1, 3, 5, 7)) -> torch.Tensor:
