@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from vlsa import __version__
+from vlsa.data.domains import DATASETS
 from vlsa.errors import Interrupted, VlsaError
 
 EPILOG = "Errors in the input are reported as one line naming the file or key, with exit status 2."
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check a dataset's integrity before use", epilog=EPILOG,
                        description="Load every image/mask pair once and check pairing, sizes, label values, empty domains.")
-    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "nnunet", "folder"])
+    p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", required=True)
     p.add_argument("--domains", nargs="+")
     p.add_argument("--spacing", type=float, default=None, help="mms: in-plane resampling, mm")
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write any dataset vlsa reads (synthetic included) as an nnU-Net v2 raw dataset "
                                    "(imagesTr, labelsTr, dataset.json) with domains.csv (case,domain,split,subject).")
     p.add_argument("format", choices=["nnunet"])
-    p.add_argument("--dataset", required=True, choices=["fundus", "riga", "mms", "nnunet", "folder"])
+    p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", required=True, help="the dataset to export")
     p.add_argument("--out", required=True, help="output folder named DatasetXXX_Name (must not exist)")
     p.add_argument("--domains", nargs="+", help="domains to export (default: all)")

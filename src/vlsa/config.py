@@ -85,7 +85,7 @@ class AugmentConfig(Strict):
 
 
 class DataConfig(Strict):
-    dataset: Literal["fundus", "riga", "mms", "nnunet", "folder"] = "fundus"
+    dataset: Literal["fundus", "riga", "mms", "nnunet", "folder", "drishti", "acdc", "sunnybrook"] = "fundus"
     root: str | None = None
     source: list[str] = Field(default_factory=lambda: ["Domain1"])
     targets: list[str] | None = None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vlsa.errors import DataError
 
-DATASETS = ("fundus", "riga", "mms", "nnunet", "folder")
+DATASETS = ("fundus", "riga", "mms", "nnunet", "folder", "drishti", "acdc", "sunnybrook")
 
 
 def open_reader(dataset: str, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3,

@@ -35,6 +35,9 @@ class Sample:
     original_label: np.ndarray | None = None
     original_spacing: tuple[float, float] | None = None
     meta: dict = field(default_factory=dict)
+    # region names annotated in this case (None = the dataset spec's `annotated_regions`): a
+    # Sunnybrook frame with only an endocardial contour annotates ("lv",), not MYO
+    annotated: tuple[str, ...] | None = None
 
     @property
     def original_shape(self) -> tuple[int, int] | None:

@@ -24,6 +24,11 @@ class DatasetSpec:
     descriptions: dict[str, str] = field(default_factory=dict)
     # label-map values used when writing predictions (index -> pixel value); identity by default
     output_values: tuple[int, ...] | None = None
+    # region names this dataset annotates (None = all of `regions`). A partly annotated dataset
+    # (Sunnybrook: LV and MYO, no RV) keeps the model's full label space; the regions it does not
+    # annotate are "not annotated": skipped by metrics, tables and post-processing decisions, never
+    # scored as 0 or as perfect. A case may annotate fewer still (`Sample.annotated`).
+    annotated: tuple[str, ...] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -32,6 +37,11 @@ class DatasetSpec:
     @property
     def region_names(self) -> list[str]:
         return list(self.regions)
+
+    @property
+    def annotated_regions(self) -> tuple[str, ...]:
+        """The regions this dataset annotates (all of them unless `annotated` says fewer)."""
+        return tuple(self.regions) if self.annotated is None else self.annotated
 
 
 FUNDUS = DatasetSpec(
