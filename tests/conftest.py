@@ -33,3 +33,21 @@ def tiny_overrides(root, dataset="fundus", source="Domain1", steps=6):
     return [f"data.dataset={dataset}", f"data.root={root}", f"data.source={source}", "data.image_size=32",
             f"train.steps={steps}", "train.batch_size=4", "train.val_every=3", "train.log_every=1",
             "model.name=unet", "model.unet.channels=[8,16,32]", "eval.overlays=2", "train.device=cpu"]
+
+
+def realdata_root():
+    """`../shared/realdata` beside the project root (or $VLSA_REALDATA): the real public sets, which
+    are never copied into the repository. None when absent."""
+    from pathlib import Path
+
+    root = Path(os.environ.get("VLSA_REALDATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata"))
+    return root.resolve() if root.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def realdata():
+    """Path of the real data; the test skips, saying why, where it is absent (CI has it)."""
+    root = realdata_root()
+    if root is None:
+        pytest.skip("../shared/realdata is absent (real public datasets; CI has them)")
+    return root
