@@ -19,7 +19,7 @@ def test_wrong_type_is_named():
     with pytest.raises(ConfigError, match=r"config key 'train\.batch_size'.*'many'"):
         build_config({}, ["train.batch_size=many"])
     with pytest.raises(ConfigError, match=r"config key 'data\.dataset'"):
-        build_config({"data": {"dataset": "acdc"}})
+        build_config({"data": {"dataset": "camus"}})
 
 
 def test_yaml_file_errors_name_the_file(tmp_path):
