@@ -157,11 +157,14 @@ def _line(capsys):
     return err[0]
 
 
-def test_soft_map_of_another_size_is_one_line_exit_2(tmp_path, capsys):
-    case = write_case(tmp_path, "Training", "drishtiGS_002", cup=np.zeros((60, 80), np.uint8))
+@pytest.mark.parametrize("kind", ["OD", "cup"])
+def test_soft_map_of_another_size_is_one_line_exit_2(tmp_path, capsys, kind):
+    small = np.zeros((60, 80), np.uint8)
+    case = write_case(tmp_path, "Training", "drishtiGS_002", **{"disc" if kind == "OD" else "cup": small})
     assert main(["verify", "--dataset", "drishti", "--root", str(tmp_path)]) == 2
     err = _line(capsys)
-    assert str(case / "SoftMap" / "drishtiGS_002_cupsegSoftmap.png") in err and "80x60 differs from image size 160x120" in err
+    assert str(case / "SoftMap" / f"drishtiGS_002_{kind}segSoftmap.png") in err
+    assert "80x60 differs from image size 160x120" in err
 
 
 @pytest.mark.parametrize("bad, fragment", [
