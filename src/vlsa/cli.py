@@ -47,11 +47,15 @@ def _verify(args) -> None:
     from vlsa.data.domains import open_reader
     from vlsa.data.integrity import verify
 
-    reader = open_reader(args.dataset, args.root, spacing=args.spacing, domain_pattern=args.domain_pattern)
+    reader = open_reader(args.dataset, args.root, spacing=args.spacing, domain_pattern=args.domain_pattern,
+                         agreement=args.agreement, roi_scale=args.roi_scale)
     domains = args.domains or reader.domains()
     for s in verify(reader, domains):
         fractions = ", ".join(f"{k} {v:.3f}" for k, v in s.label_fraction.items())
         print(f"{s.domain:>16} {s.split:<5} {s.images:5d} images {s.groups:5d} units  [{fractions}]")
+    for rule in ("label_rule", "roi_rule"):
+        if getattr(reader, rule, None):
+            print(f"{rule.replace('_', ' ')}: {getattr(reader, rule)}")
     print("ok: dataset passed the integrity check")
 
 
@@ -165,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", nargs="+")
     p.add_argument("--spacing", type=float, default=None, help="mms: in-plane resampling, mm")
     p.add_argument("--domain-pattern", default=None, help="nnunet: regex finding a case's domain in its name")
+    p.add_argument("--agreement", type=int, default=2, choices=[1, 2, 3, 4],
+                   help="drishti: experts (of 4) who must mark a pixel (default 2: soft map >= 128)")
+    p.add_argument("--roi-scale", type=float, default=2.5,
+                   help="drishti: ROI side as a multiple of the disc diameter (default 2.5)")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("export", help="write a dataset in another tool's format (nnU-Net v2)", epilog=EPILOG,
@@ -183,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on the source domain(s)", epilog=EPILOG,
                        description="Train on the config's source domain(s); checkpoints are selected on a source "
                                    "validation split, never on target domains.")
-    p.add_argument("--config", help="YAML file, or a packaged config by name (fundus_sdg, mms_sdg, folder_sdg, demo); "
+    p.add_argument("--config", help="YAML file, or a packaged config by name (fundus_sdg, drishti_sdg, mms_sdg, "
+                                    "folder_sdg, demo); "
                                     "defaults if omitted")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. train.steps=100 (also read from $VLSA_SET)")

@@ -19,7 +19,8 @@ from vlsa.errors import ConfigError
 # the value that reproduces how training behaved before the key existed. At that value a key is
 # left out of every digest, so a switch that is off by default invalidates nothing made before it.
 DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0,
-                                              ("data", "augment", "gin_ipa"): False, ("data", "augment", "gin_ipa_p"): 1.0}
+                                              ("data", "augment", "gin_ipa"): False, ("data", "augment", "gin_ipa_p"): 1.0,
+                                              ("data", "agreement"): 2, ("data", "roi_scale"): 2.5}
 
 
 def digest_tree(tree: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +96,10 @@ class DataConfig(Strict):
     val_fraction: float = Field(0.2, ge=0, lt=1)
     test_fraction: float = Field(0.3, gt=0, lt=1)
     domain_pattern: str | None = Field(None, description="nnunet: regex finding a case's domain in its name")
+    agreement: int = Field(2, ge=1, le=4, description="drishti: experts (of 4) who must mark a pixel for it to "
+                                                      "be disc/cup (2: soft map >= 128)")
+    roi_scale: float = Field(2.5, gt=1, description="drishti: side of the disc-centred ROI cut from the whole "
+                                                    "photo, x the disc diameter (2.5: disc at 0.40 of the side)")
     synth: SynthConfig = Field(default_factory=SynthConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 

@@ -10,10 +10,11 @@ DATASETS = ("fundus", "riga", "mms", "nnunet", "folder", "drishti", "acdc", "sun
 
 
 def open_reader(dataset: str, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3,
-                domain_pattern: str | None = None):
-    """Return the reader for `dataset` (`fundus` = DoFE layout, `riga`, `mms`, `nnunet`, `folder`).
+                domain_pattern: str | None = None, agreement: int = 2, roi_scale: float = 2.5):
+    """Return the reader for `dataset` (`fundus` = DoFE layout, `riga`, `mms`, `nnunet`, `folder`, `drishti`).
 
-    `domain_pattern` (nnunet only): regex finding a case's domain in its name (else domains.csv)."""
+    `domain_pattern` (nnunet only): regex finding a case's domain in its name (else domains.csv).
+    `agreement`, `roi_scale` (drishti only): experts (of 4) a label pixel needs; ROI side / disc diameter."""
     if dataset == "fundus":
         from vlsa.data.fundus import DoFEReader
 
@@ -34,6 +35,10 @@ def open_reader(dataset: str, root: str | Path, spacing: float | None = None, te
         from vlsa.data.folder import FolderReader
 
         return FolderReader(root, test_fraction=test_fraction, spacing=spacing)
+    if dataset == "drishti":
+        from vlsa.data.drishti import DrishtiReader
+
+        return DrishtiReader(root, agreement=agreement, roi_scale=roi_scale)
     raise DataError(None, f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
 
 

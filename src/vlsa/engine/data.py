@@ -92,7 +92,8 @@ def dataset_root(config) -> Path:
 def open_configured(config, root: str | Path | None = None):
     root = Path(root) if root is not None else dataset_root(config)
     return open_reader(config.data.dataset, root, spacing=config.data.spacing, test_fraction=config.data.test_fraction,
-                       domain_pattern=config.data.domain_pattern)
+                       domain_pattern=config.data.domain_pattern, agreement=config.data.agreement,
+                       roi_scale=config.data.roi_scale)
 
 
 def domains_of(config, reader) -> tuple[list[str], list[str]]:
