@@ -4,35 +4,46 @@ source-only validation for checkpoint selection, atomic checkpoints and exact re
 Exact resume: every random draw of a step (batch indices, augmentation) comes from a generator
 seeded with (seed, step), and the learning rate is a pure function of the step, so the state to
 restore is just weights + optimizer + step; a resumed run reproduces the uninterrupted one.
+
+The loop is a `Trainer` whose methods are its steps, the shape nnU-Net's trainer and Lightning's
+hooks give it: `prepare` (process, data, model) -> `start` (fresh run folder) or `restore`
+(--resume) -> `fit` (per step: `train_step`, `validate_and_keep_best`, `log_step`, `save_last`)
+-> `after_training` -> `summarise`. Another training mode (the whole-photo disc locator) passes its
+own data preparation, model builder and loss and reuses the rest.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from vlsa.config import Config, differing_keys, load_config, save_config
+from vlsa.config import Config, save_config
 from vlsa.data.integrity import verify
-from vlsa.data.transforms import appearance_views, augment, augment_features, has_appearance
-from vlsa.engine import distributed
-from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from vlsa.engine.data import domains_of, load_source, open_configured, prepare
+from vlsa.data.spec import DatasetSpec
+from vlsa.engine import distributed, run_folder
+from vlsa.engine.batches import feature_batch, image_batch
+from vlsa.engine.checkpoint import load_model_state, save_checkpoint
+from vlsa.engine.data import Prepared, domains_of, load_source, open_configured, prepare
 from vlsa.engine.inference import predict_prepared, score
+from vlsa.engine.run_folder import finished_steps, resume_state
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
+from vlsa.engine.signals import StopSignals
 from vlsa.errors import ConfigError, Interrupted, VlsaError
 from vlsa.losses import SegmentationLoss, js_consistency
 from vlsa.models import build_model
 from vlsa.utils.atomic import write_json
 
-LOG_FIELDS = ("step", "loss", "lr", "val_dice", "seconds")
+__all__ = ["TrainData", "Trainer", "finished_steps", "learning_rate", "prepare_data", "resume_state",
+           "step_generator", "train", "verify_targets"]
 
 
 def learning_rate(step: int, cfg) -> float:
@@ -49,283 +60,299 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-class _Stop:
-    """Turns SIGTERM and SIGINT (Ctrl-C) into 'finish this step, save a last checkpoint, then stop'
-    instead of dying mid-write. A second Ctrl-C interrupts at once."""
+@dataclass
+class TrainData:
+    """What a training mode trains and validates on: the model-size source samples (`Prepared`:
+    images N x C x S x S, labels N x S x S), the label spec the model predicts, and where they came
+    from (reader, source and target domains), which run.json records."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.requested = None  # the name of the signal received
-        self._previous: dict = {}
-
-    def __enter__(self):
-        for sig in self.SIGNALS:
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, _frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+    reader: object
+    spec: DatasetSpec
+    sources: list[str]
+    targets: list[str]
+    train_set: Prepared
+    val_set: Prepared
 
 
-def _read_log(path: Path, upto: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return [row for row in csv.DictReader(fh) if int(row["step"]) <= upto]
+def verify_targets(config: Config, reader, sources: list[str], targets: list[str]) -> None:
+    """Integrity check before training: every domain's evaluation split must load too, so a corrupt
+    target file is reported now, not after hours of training (raises DataError naming the file)."""
+    verify(reader, [*sources, *targets], splits=("test",))
 
 
-def _write_log(path: Path, rows: list[dict]) -> None:
-    from vlsa.utils.atomic import atomic_path
+def prepare_data(config: Config) -> TrainData:
+    """The segmentation training data of a config: its dataset's source domains split by case into
+    train / validation (`data.val_fraction`), fitted to `data.image_size`."""
+    reader = open_configured(config)
+    sources, targets = domains_of(config, reader)
+    verify_targets(config, reader, sources, targets)
+    train_samples, val_samples = load_source(config, reader, sources)
+    if not train_samples:
+        raise VlsaError(f"{reader.root}: no training samples in source domain(s) {sources}")
+    return TrainData(reader, reader.spec, sources, targets, prepare(train_samples, config, reader.spec),
+                     prepare(val_samples, config, reader.spec))
 
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+
+class Trainer:
+    """One training run in `out`. `data(config) -> TrainData` (default `prepare_data`), `model(config,
+    spec) -> nn.Module` (default `vlsa.models.build_model`) and `loss(logits, labels) -> scalar`
+    (default Dice + CE) make the steps reusable by another training mode."""
+
+    def __init__(self, config: Config, out: str | Path, *, quiet: bool = False,
+                 data: Callable[[Config], TrainData] | None = None,
+                 model: Callable[[Config, DatasetSpec], torch.nn.Module] | None = None,
+                 loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+        self.config, self.out, self.quiet = config, Path(out), quiet
+        self._make_data, self._build_model, self._loss = data or prepare_data, model, loss
+        self.start_step, self.best, self.log_rows = 0, {"score": -1.0, "step": -1}, []
+
+    @property
+    def main(self) -> bool:
+        return self.info.main
+
+    def run(self, resumed: dict | None = None, stop_at: int | None = None) -> int:
+        """The whole workflow; `resumed` is the last checkpoint's state (`resume_state`), `stop_at`
+        stops early as an interruption would. Returns the step reached."""
+        self.prepare()
+        if resumed is not None:
+            self.restore(resumed)
+        else:
+            self.start()
+        self.prepare_features()
+        step = self.fit(stop_at)
+        finished = step >= self.config.train.steps
+        if finished:
+            self.after_training(step)
+        distributed.barrier(self.info)
+        if finished and self.main and not self.quiet:
+            print(self.summarise())
+        return step
+
+    # --- set-up -----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """This process (threads, seeds, distributed rank, device), the data, the model."""
+        cfg = self.config.train
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(self.config.seed)
+        self.info, rank_device = distributed.init(cfg.device)
+        self.device = rank_device or resolve_device(cfg.device)
+        self.data = self._make_data(self.config)
+        self.build()
+
+    def build(self) -> None:
+        """Model, optimizer, the DDP wrapper (`net`), the loss and the optional weight average."""
+        config, cfg = self.config, self.config.train
+        self.model = (self._build_model or build_model)(config, self.data.spec).to(self.device)
+        self.cached = bool(getattr(self.model, "cache_features", False))
+        # the consistency term (data.augment.consistency) trains on two appearance draws of each image;
+        # a cached frozen backbone draws them from its bank, which then needs two views or more
+        self.draws = 2 if config.data.augment.consistency > 0 else 1
+        if self.draws == 2 and self.cached and config.data.augment.views < 2:
+            raise ConfigError("config key 'data.augment.consistency': needs data.augment.views >= 2 with a cached "
+                              f"backbone ({config.model.backbone.name}), whose appearance draws are the bank's views")
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        self.net = self.model
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.loss_fn = self._loss or SegmentationLoss()
+        self.ema = self._weight_average(cfg)
+
+    def _weight_average(self, cfg):
+        # train.ema: an exponential moving average of the weights (torch's AveragedModel) is what is
+        # validated, checkpointed as "model" and evaluated; the trained weights ride along for resume
+        if cfg.ema <= 0:
+            return None
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        window = 1 / (1 - cfg.ema)  # steps over which the average forgets by a factor e
+        if window > cfg.steps / 2 and self.main and not self.quiet:
+            print(f"vlsa: warning: train.ema={cfg.ema} averages over about {window:.0f} steps, more than half of "
+                  f"the {cfg.steps} steps: the evaluated weights will still carry the early ones", file=sys.stderr)
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights that are validated, checkpointed as "model" and evaluated."""
+        return self.model if self.ema is None else self.ema.module
+
+    def start(self) -> None:
+        """A fresh run: the run folder with config.yaml and run.json (rank 0 writes)."""
+        if not self.main:
+            return
+        from vlsa.engine.compat import mask_values
+
+        run_folder.create(self.out)
+        save_config(self.config, self.out / "config.yaml")
+        d = self.data
+        write_json(self.out / "run.json", {
+            "sources": d.sources, "targets": d.targets, "dataset_root": str(Path(d.reader.root).resolve()),
+            "mask_values": list(mask_values(d.reader)), "train_samples": len(d.train_set),
+            "val_samples": len(d.val_set), "val_cases": sorted({s.case_id for s in d.val_set.samples}),
+            "seed": self.config.seed, "processes": self.info.world, **environment(str(self.device))})
+
+    def restore(self, state: dict) -> None:
+        """--resume: weights (averaged and trained), optimizer, step, best and log from `state`."""
+        path = run_folder.last_path(self.out)
+        if self.ema is not None:
+            load_model_state(self.ema.module, state, path)
+            self.ema.n_averaged.fill_(int(state["extra"]["ema_updates"]))
+            state = {**state, "model": state["extra"]["training_model"]}
+        load_model_state(self.model, state, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_step, self.best = state["step"], state["best"]
+        self.log_rows = run_folder.read_log(self.out / "log.csv", self.start_step)
+
+    def prepare_features(self) -> None:
+        """A cached frozen backbone: its feature bank up front, with a progress bar."""
+        if self.cached:
+            from vlsa.engine.bank import fill_bank
+
+            fill_bank(self.model, self.data.train_set.images, self.data.val_set.images, self.config.data.augment,
+                      self.device, quiet=self.quiet or not self.main)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def fit(self, stop_at: int | None = None) -> int:
+        """Train from `start_step` to `train.steps` (or `stop_at`); returns the step reached. A
+        SIGINT/SIGTERM finishes the step, saves last.pt and raises Interrupted."""
+        cfg = self.config.train
+        end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+        self.model.train()
+        # a resumed run's clock continues from its last logged row, so `seconds` is the run's training time
+        self.t0 = time.time() - (float(self.log_rows[-1]["seconds"] or 0) if self.log_rows else 0.0)
+        bar = tqdm(total=cfg.steps, initial=self.start_step, desc=f"train {'+'.join(self.data.sources)}",
+                   unit="step", disable=self.quiet or not self.main, dynamic_ncols=True)
+        running, step = [], self.start_step
+        with StopSignals() as stop:
+            while step < end:
+                loss, lr = self.train_step(step)
+                step += 1
+                running.append(loss)
+                bar.update(1)
+                val = self.validate_and_keep_best(step)
+                if step % cfg.log_every == 0 or not np.isnan(val) or step == end:
+                    bar.set_postfix(self.log_step(step, running, lr, val))
+                    running = []
+                if step % cfg.val_every == 0 or step == end or stop.requested:
+                    self.save_last(step)
+                if stop.requested:
+                    bar.close()
+                    raise Interrupted(f"{self.out}: stopped by {stop.requested} at step {step} of {cfg.steps}, "
+                                      f"{run_folder.last_path(self.out)} saved; continue with: vlsa train --out "
+                                      f"{self.out} --resume", signal.Signals[stop.requested])
+        bar.close()
+        return step
+
+    def train_step(self, step: int) -> tuple[float, float]:
+        """One optimisation step at `step` (0-based): the step's batch and learning rate, forward,
+        loss, backward, clipped update, weight average. Returns (loss averaged over ranks, lr)."""
+        cfg, aug = self.config.train, self.config.data.augment
+        g = step_generator(self.config.seed, step)
+        idx = torch.randint(len(self.data.train_set), (cfg.batch_size,), generator=g)
+        lr = learning_rate(step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda"):
+            if self.cached:
+                feats, y = feature_batch(self.model, self.data.train_set, idx, aug, g, self.draws, self.info,
+                                         self.device)
+                logits = self.net(None, features=feats, out_size=self.data.train_set.labels.shape[-2:])
+            else:
+                x, y = image_batch(self.data.train_set, idx, aug, g, self.draws, self.info)
+                logits = self.net(x.to(self.device))
+        loss = self.objective(logits, y.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return distributed.mean_across(float(loss.item()), self.info), lr
+
+    def objective(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """logits (draws*B) x K x S x S, labels B x S x S -> the loss. With two draws both are
+        supervised and the JS term (RandConv's consistency) ties their predictions together."""
+        if self.draws == 2:
+            first, second = logits.float().chunk(2)
+            return ((self.loss_fn(first, y) + self.loss_fn(second, y)) / 2
+                    + self.config.data.augment.consistency * js_consistency(first, second))
+        return self.loss_fn(logits.float(), y)
+
+    def validate(self) -> float:
+        """Mean Dice of the evaluated weights on the source validation split (rank 0 scores it, the
+        others take its number); NaN without a validation split."""
+        val = float("nan")
+        if self.main and len(self.data.val_set):
+            val_set = self.data.val_set
+            native, _ = predict_prepared(self.evaluated, val_set, self.config.eval.batch_size, self.device)
+            val = score(val_set, native, self.data.spec, distances=False).aggregate()["dice"]["mean"]
+        return distributed.broadcast_float(val, self.info)
+
+    def validate_and_keep_best(self, step: int) -> float:
+        """At a validation step: validate, and save best.pt when the score improved. NaN otherwise."""
+        cfg = self.config.train
+        if not (step % cfg.val_every == 0 or step == cfg.steps):
+            return float("nan")
+        val = self.validate()
+        self.model.train()
+        if not np.isnan(val) and val > self.best["score"]:
+            self.best = {"score": val, "step": step}
+            self.save_checkpoint(step, run_folder.best_path(self.out))
+        return val
+
+    def log_step(self, step: int, running: list[float], lr: float, val: float) -> dict:
+        """A log.csv row (mean loss since the last row); returns what the progress bar shows."""
+        self.log_rows.append({"step": step, "loss": f"{np.mean(running):.5f}", "lr": f"{lr:.3e}",
+                              "val_dice": "" if np.isnan(val) else f"{val:.4f}",
+                              "seconds": f"{time.time() - self.t0:.2f}"})
+        shown = {"loss": self.log_rows[-1]["loss"]}
+        if self.best["step"] > 0:  # no 'val=-1.000' before the first validation
+            shown["best_val"] = f"{self.best['score']:.3f}"
+        return shown
+
+    # --- checkpoints and the end --------------------------------------------------------------
+    def save_checkpoint(self, step: int, path: Path) -> None:
+        """The evaluated weights as "model" (+ the trained ones and the average's count with EMA),
+        optimizer, step, best; only rank 0 writes, the weights are identical on every rank."""
+        if not self.main:
+            return
+        extra = None
+        if self.ema is not None:
+            extra = {"training_model": self.model.state_dict(), "ema_updates": int(self.ema.n_averaged)}
+        save_checkpoint(path, model=self.evaluated, optimizer=self.optimizer, step=step, config=self.config,
+                        spec=self.data.spec, best=self.best, extra=extra)
+
+    def save_last(self, step: int) -> None:
+        """last.pt and log.csv, then every rank waits for them."""
+        self.save_checkpoint(step, run_folder.last_path(self.out))
+        if self.main:
+            run_folder.write_log(self.out / "log.csv", self.log_rows)
+        distributed.barrier(self.info)
+
+    def after_training(self, step: int) -> None:
+        """Once the last step is done (never after an interruption): without a validation split the
+        last weights are the selected ones; the learning curves. What a finished run records goes here."""
+        if self.best["step"] < 0:
+            self.best = {"score": float("nan"), "step": step}
+            self.save_checkpoint(step, run_folder.best_path(self.out))
+            self.save_checkpoint(step, run_folder.last_path(self.out))
+        if self.main:
+            from vlsa.report.plots import plot_curves
+
+            plot_curves(self.out / "log.csv", self.out / "curves.png")
+
+    def summarise(self) -> str:
+        return run_folder.summary(self.out, self.best, run_folder.best_path(self.out))
 
 
 def train(config: Config | None, out: str | Path, resume: bool = False, stop_at: int | None = None,
           quiet: bool = False) -> Path:
     """Train into `out`; returns the run directory. `stop_at` stops early (as an interruption would)."""
-    out = Path(out)
-    ckpt_dir = out / "checkpoints"
-    last_path = ckpt_dir / "last.pt"
-    if config is not None and config.data.root is not None:  # absolute, so the run works from any folder
-        config.data.root = str(Path(config.data.root).expanduser().resolve())
-    if resume:
-        if not last_path.is_file():
-            raise VlsaError(f"{last_path}: nothing to resume (no last checkpoint)")
-        saved = load_config(out / "config.yaml")
-        resumed = load_checkpoint(last_path)  # read once: steps done, its config hash, then the weights
-        done = int(resumed["step"])
-        if done >= saved.train.steps:
-            raise VlsaError(f"{out}: the run is already finished ({done} of {saved.train.steps} steps); "
-                            f"evaluate it with: vlsa evaluate --run {out}")
-        if config is not None and config.digest() != saved.digest():
-            keys = differing_keys(saved, config)
-            raise VlsaError(f"{out / 'config.yaml'}: --resume with a config that differs from the run's (in "
-                            f"{', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}); "
-                            "drop --config/--set to continue the run as it was")
-        # the run's config.yaml must be the one its checkpoint was trained with (an edited file
-        # would otherwise continue another training from these weights)
-        made_with = resumed.get("config_hash")
-        if made_with != saved.digest():
-            raise VlsaError(f"{last_path}: was made with another config than {out / 'config.yaml'} (config hash "
-                            f"{made_with} != {saved.digest()}); restore the run's config.yaml to resume it")
-        config = saved
-        # temp files of an atomic write that a killed process (SIGKILL, power loss) left behind:
-        # the files they were to replace are intact, so they are only litter
-        for stale in out.rglob(".*.partial*"):
-            stale.unlink(missing_ok=True)
-    elif last_path.is_file():
-        raise VlsaError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
-    assert config is not None
-    cfg = config.train
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(config.seed)
-    info, rank_device = distributed.init(cfg.device)
-    device = rank_device or resolve_device(cfg.device)
-    main = info.main
-
-    reader = open_configured(config)
-    sources, targets = domains_of(config, reader)
-    spec = reader.spec
-    # integrity check before use: every domain's evaluation split must load too, so a corrupt
-    # target file is reported now, not after hours of training
-    verify(reader, [*sources, *targets], splits=("test",))
-    train_samples, val_samples = load_source(config, reader, sources)
-    if not train_samples:
-        raise VlsaError(f"{reader.root}: no training samples in source domain(s) {sources}")
-    train_set = prepare(train_samples, config, spec)
-    val_set = prepare(val_samples, config, spec)
-
-    model = build_model(config, spec).to(device)
-    # the consistency term (data.augment.consistency) trains on two appearance draws of each image;
-    # a cached frozen backbone draws them from its bank, which then needs two views or more
-    draws = 2 if config.data.augment.consistency > 0 else 1
-    if draws == 2 and getattr(model, "cache_features", False) and config.data.augment.views < 2:
-        raise ConfigError("config key 'data.augment.consistency': needs data.augment.views >= 2 with a cached "
-                          f"backbone ({config.model.backbone.name}), whose appearance draws are the bank's views")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
-    net = model
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = SegmentationLoss()
-    # train.ema: an exponential moving average of the weights (torch's AveragedModel) is what is
-    # validated, checkpointed as "model" and evaluated; the trained weights ride along for resume
-    ema = None
-    if cfg.ema > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-        window = 1 / (1 - cfg.ema)  # steps over which the average forgets by a factor e
-        if window > cfg.steps / 2 and main and not quiet:
-            print(f"vlsa: warning: train.ema={cfg.ema} averages over about {window:.0f} steps, more than half of "
-                  f"the {cfg.steps} steps: the evaluated weights will still carry the early ones", file=sys.stderr)
-    start, best = 0, {"score": -1.0, "step": -1}
-    if resume:
-        state = resumed
-        if ema is not None:
-            load_model_state(ema.module, state, last_path)
-            ema.n_averaged.fill_(int(state["extra"]["ema_updates"]))
-            state = {**state, "model": state["extra"]["training_model"]}
-        load_model_state(model, state, last_path)
-        optimizer.load_state_dict(state["optimizer"])
-        start, best = state["step"], state["best"]
-    elif main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise VlsaError(f"{out}: cannot create the run directory ({exc.strerror})") from None
-        save_config(config, out / "config.yaml")
-        from vlsa.engine.compat import mask_values
-
-        write_json(out / "run.json", {"sources": sources, "targets": targets,
-                                      "dataset_root": str(Path(reader.root).resolve()),
-                                      "mask_values": list(mask_values(reader)),
-                                      "train_samples": len(train_set), "val_samples": len(val_set),
-                                      "val_cases": sorted({s.case_id for s in val_samples}),
-                                      "seed": config.seed, "processes": info.world, **environment(str(device))})
-    if getattr(model, "cache_features", False):  # frozen backbone: its feature bank first, with a progress bar
-        from vlsa.engine.bank import fill_bank
-
-        fill_bank(model, train_set.images, val_set.images, config.data.augment, device, quiet=quiet or not main)
-    log_rows = _read_log(out / "log.csv", start)
-    use_amp = cfg.amp and device.type == "cuda"
-
-    def save(step: int, path: Path) -> None:
-        if main:  # only rank 0 writes; the weights are identical on every rank
-            extra = None if ema is None else {"training_model": model.state_dict(), "ema_updates": int(ema.n_averaged)}
-            save_checkpoint(path, model=model if ema is None else ema.module, optimizer=optimizer, step=step,
-                            config=config, spec=spec, best=best, extra=extra)
-
-    def validate() -> float:
-        # rank 0 scores the whole source validation split; the others take its number
-        val = float("nan")
-        if main and len(val_set):
-            native, _ = predict_prepared(model if ema is None else ema.module, val_set, config.eval.batch_size, device)
-            val = score(val_set, native, spec, distances=False).aggregate()["dice"]["mean"]
-        return distributed.broadcast_float(val, info)
-
-    model.train()
-    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
-    # a resumed run's clock continues from its last logged row, so `seconds` is the run's training time
-    t0 = time.time() - (float(log_rows[-1]["seconds"] or 0) if log_rows else 0.0)
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {'+'.join(sources)}", unit="step",
-               disable=quiet or not main, dynamic_ncols=True)
-    running = []
-    with _Stop() as stop:
-        step = start
-        while step < end:
-            g = step_generator(config.seed, step)
-            idx = torch.randint(len(train_set), (cfg.batch_size,), generator=g)
-            lr = learning_rate(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                # every rank augments the whole global batch (same draws as a 1-process run), then
-                # takes its slice: N processes reproduce the 1-process run with the same global batch
-                aug = config.data.augment
-                if getattr(model, "cache_features", False):
-                    x = train_set.images[idx].float()
-                    if aug.views > 1 and has_appearance(aug):  # a view from the bank, then the warp
-                        views = torch.randint(aug.views, (len(idx),), generator=g)
-                        if draws == 2:  # a second, different view of each image for the consistency term
-                            views = torch.cat([views, (views + 1 + torch.randint(aug.views - 1, (len(idx),),
-                                                                                 generator=g)) % aug.views])
-                            x = x.repeat(2, 1, 1, 1)
-                        x = appearance_views(x, views, aug)
-                    x = x.to(device)
-                    feats, y = augment_features(model.features(x), train_set.labels[idx], aug, g, copies=draws)
-                    feats = [distributed.shard(f, info, groups=draws) for f in feats]
-                    y = distributed.shard(y, info)
-                    logits = net(None, features=feats, out_size=train_set.labels.shape[-2:])
-                else:
-                    x, y = augment(train_set.images[idx].float(), train_set.labels[idx], aug, g, draws=draws)
-                    x = distributed.shard(x, info, groups=draws)
-                    y = distributed.shard(y, info)
-                    logits = net(x.to(device))
-            y = y.to(device)
-            if draws == 2:  # both draws are supervised; the JS term ties their predictions together
-                first, second = logits.float().chunk(2)
-                loss = (loss_fn(first, y) + loss_fn(second, y)) / 2 + aug.consistency * js_consistency(first, second)
-            else:
-                loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            step += 1
-            running.append(distributed.mean_across(float(loss.item()), info))
-            bar.update(1)
-            val = float("nan")
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                val = validate()
-                model.train()
-                if not np.isnan(val) and val > best["score"]:
-                    best = {"score": val, "step": step}
-                    save(step, ckpt_dir / "best.pt")
-            if step % cfg.log_every == 0 or not np.isnan(val) or step == end:
-                log_rows.append({"step": step, "loss": f"{np.mean(running):.5f}", "lr": f"{lr:.3e}",
-                                 "val_dice": "" if np.isnan(val) else f"{val:.4f}",
-                                 "seconds": f"{time.time() - t0:.2f}"})
-                running = []
-                shown = {"loss": log_rows[-1]["loss"]}
-                if best["step"] > 0:  # no 'val=-1.000' before the first validation
-                    shown["best_val"] = f"{best['score']:.3f}"
-                bar.set_postfix(shown)
-            if step % cfg.val_every == 0 or step == end or stop.requested:
-                save(step, last_path)
-                if main:
-                    _write_log(out / "log.csv", log_rows)
-                distributed.barrier(info)
-            if stop.requested:
-                bar.close()
-                raise Interrupted(f"{out}: stopped by {stop.requested} at step {step} of {cfg.steps}, "
-                                f"{last_path} saved; continue with: vlsa train --out {out} --resume",
-                                  signal.Signals[stop.requested])
-    bar.close()
-    if step >= cfg.steps:
-        if best["step"] < 0:  # no validation split: the last weights are the selected ones
-            best = {"score": float("nan"), "step": step}
-            save(step, ckpt_dir / "best.pt")
-            save(step, last_path)
-        if main:
-            from vlsa.report.plots import plot_curves
-
-            plot_curves(out / "log.csv", out / "curves.png")
-    distributed.barrier(info)
-    if main and not quiet and step >= cfg.steps:
-        print(summary(out, best, ckpt_dir / "best.pt"))
-    return out
-
-
-def finished_steps(out: str | Path) -> int:
-    """The step of the run's last checkpoint (0 when there is none)."""
-    last = Path(out) / "checkpoints" / "last.pt"
-    return int(load_checkpoint(last)["step"]) if last.is_file() else 0
-
-
-def summary(out: Path, best: dict, checkpoint: Path) -> str:
-    """The lines printed when training ends: best validation Dice, its step, the checkpoint, next."""
-    score_text = "no validation split (last weights kept)" if np.isnan(best["score"]) else f"{best['score']:.3f}"
-    return (f"best source validation Dice {score_text} at step {best['step']}\n"
-            f"checkpoint: {checkpoint}\n"
-            f"next: vlsa evaluate --run {out} --report")
-
+    config, resumed = resume_state(config, out, resume)
+    Trainer(config, out, quiet=quiet).run(resumed, stop_at)
+    return Path(out)
