@@ -24,7 +24,14 @@ from vlsa.data.integrity import verify
 from vlsa.data.transforms import appearance_views, augment, augment_features, has_appearance
 from vlsa.engine import distributed
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from vlsa.engine.data import domains_of, load_source, open_configured, prepare
+from vlsa.engine.data import (
+    domains_of,
+    load_source,
+    open_configured,
+    prepare,
+    resolve_roots,
+    verify_target_datasets,
+)
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
 from vlsa.errors import ConfigError, Interrupted, VlsaError
@@ -99,8 +106,8 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
     out = Path(out)
     ckpt_dir = out / "checkpoints"
     last_path = ckpt_dir / "last.pt"
-    if config is not None and config.data.root is not None:  # absolute, so the run works from any folder
-        config.data.root = str(Path(config.data.root).expanduser().resolve())
+    if config is not None:  # absolute roots, so the run works from any folder
+        resolve_roots(config)
     if resume:
         if not last_path.is_file():
             raise VlsaError(f"{last_path}: nothing to resume (no last checkpoint)")
@@ -143,6 +150,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
     # integrity check before use: every domain's evaluation split must load too, so a corrupt
     # target file is reported now, not after hours of training
     verify(reader, [*sources, *targets], splits=("test",))
+    recorded = verify_target_datasets(config, reader)  # other datasets' targets: label space, test splits
     train_samples, val_samples = load_source(config, reader, sources)
     if not train_samples:
         raise VlsaError(f"{reader.root}: no training samples in source domain(s) {sources}")
@@ -194,7 +202,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
         from vlsa.engine.compat import mask_values
 
         write_json(out / "run.json", {"sources": sources, "targets": targets,
-                                      "dataset_root": str(Path(reader.root).resolve()),
+                                      "dataset_root": str(Path(reader.root).resolve()), **recorded,
                                       "mask_values": list(mask_values(reader)),
                                       "train_samples": len(train_set), "val_samples": len(val_set),
                                       "val_cases": sorted({s.case_id for s in val_samples}),
