@@ -89,18 +89,43 @@ def test_evaluate_scores_every_dataset_with_its_own_reader_into_one_table(cross_
     assert "nn/Domain2" in (cross_run / "report_nn-Domain2.html").read_text()
 
 
-def test_data_elsewhere_labels_a_domain_named_like_the_source_a_target(fundus_root, other_roots, tmp_path):
-    """`vlsa evaluate --data <real crops>` on a run trained on synthetic Domain3: the crops' Domain3
-    is another dataset's domain, unseen in training (issue 25 row 4)."""
-    _, copy, _ = other_roots
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def domain3_run(fundus_root, tmp_path_factory):
+    """A run trained on the synthetic Domain3 only."""
+    run = tmp_path_factory.mktemp("runs") / "domain3"
     train(build_config({}, tiny_overrides(fundus_root, source="Domain3", steps=2)), run, quiet=True)
+    return run
+
+
+def test_data_elsewhere_labels_a_domain_named_like_the_source_a_target(domain3_run, fundus_root, other_roots):
+    """`vlsa evaluate --data <crops elsewhere>` on a run trained on synthetic Domain3: the crops'
+    Domain3 is another root's domain, unseen in training (issue 25 row 4)."""
+    _, copy, _ = other_roots
+    run = domain3_run
     elsewhere = evaluate_run(run, data=copy, quiet=True)
     assert elsewhere["domains"]["Domain3"]["role"] == "target"
     assert {d["role"] for d in elsewhere["domains"].values()} == {"target"}
     assert elsewhere["file"] == "metrics_data-crops.json"
     own = evaluate_run(run, data=fundus_root, quiet=True)  # the run's own root, named explicitly
     assert own["domains"]["Domain3"]["role"] == "source" and own["file"] == "metrics.json"
+
+
+def test_real_refuge_crops_are_targets_of_a_run_trained_on_synthetic_domain3(domain3_run, fundus_root, realdata,
+                                                                             tmp_path):
+    """The issue's case on the real DoFE crops (REFUGE train is their Domain3), both through
+    --data and as a target dataset of a run."""
+    crops = realdata / "dofe-samples"
+    assert main(["evaluate", "--run", str(domain3_run), "--data", str(crops)]) == 0
+    real = json.loads((domain3_run / "metrics_data-dofe-samples.json").read_text())
+    assert real["domains"]["Domain3"]["role"] == "target" and real["domains"]["Domain3"]["n"] == 1
+    run = tmp_path / "run"
+    cfg = build_config({}, tiny_overrides(fundus_root, source="Domain3", steps=1) + [
+        "data.target_datasets.refuge.dataset=fundus", f"data.target_datasets.refuge.root={crops}",
+        "data.target_datasets.refuge.domains=Domain3,Domain4"])
+    train(cfg, run, quiet=True)
+    metrics = evaluate_run(run, quiet=True)
+    assert metrics["domains"]["Domain3"]["role"] == "source"  # the synthetic one it trained on
+    assert metrics["domains"]["refuge/Domain3"]["role"] == "target" and metrics["domains"]["refuge/Domain3"]["n"] == 1
 
 
 def test_a_target_dataset_of_another_label_space_stops_training_before_it_starts(fundus_root, cardiac_root, other_roots,

@@ -184,7 +184,7 @@ def open_target_datasets(config, spec) -> list[TargetDataset]:
     return out
 
 
-def verify_target_datasets(config, reader) -> dict:
+def verify_targets(config, reader) -> dict:
     """Before training on `reader` (the run's dataset): open every target dataset
     (`open_target_datasets`) and load each of its domains' test split once
     (vlsa.data.integrity.verify), so a bad target is reported before hours of training.

@@ -24,14 +24,7 @@ from vlsa.data.integrity import verify
 from vlsa.data.transforms import appearance_views, augment, augment_features, has_appearance
 from vlsa.engine import distributed
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from vlsa.engine.data import (
-    domains_of,
-    load_source,
-    open_configured,
-    prepare,
-    resolve_roots,
-    verify_target_datasets,
-)
+from vlsa.engine.data import domains_of, load_source, open_configured, prepare, resolve_roots, verify_targets
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
 from vlsa.errors import ConfigError, Interrupted, VlsaError
@@ -150,7 +143,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
     # integrity check before use: every domain's evaluation split must load too, so a corrupt
     # target file is reported now, not after hours of training
     verify(reader, [*sources, *targets], splits=("test",))
-    recorded = verify_target_datasets(config, reader)  # other datasets' targets: label space, test splits
+    recorded = verify_targets(config, reader)  # other datasets' targets: label space, test splits
     train_samples, val_samples = load_source(config, reader, sources)
     if not train_samples:
         raise VlsaError(f"{reader.root}: no training samples in source domain(s) {sources}")
