@@ -44,15 +44,24 @@ def _synth(args) -> None:
 
 
 def _verify(args) -> None:
-    from vlsa.data.domains import open_reader
-    from vlsa.data.integrity import verify
+    from vlsa.data.domains import check_domains, open_reader
+    from vlsa.data.integrity import can_be_source, verify
 
     reader = open_reader(args.dataset, args.root, spacing=args.spacing, domain_pattern=args.domain_pattern,
                          agreement=args.agreement, roi_scale=args.roi_scale)
     domains = args.domains or reader.domains()
-    for s in verify(reader, domains):
+    check_domains(args.source or [], reader.domains(), "source", reader.root)
+    domains += [d for d in args.source or [] if d not in domains]
+    # a domain used only as a target has no train cases: reported, not an error
+    summaries = verify(reader, domains, allow_empty=("train", "test"), sources=args.source or ())
+    for s in summaries:
         fractions = ", ".join(f"{k} {v:.3f}" for k, v in s.label_fraction.items())
-        print(f"{s.domain:>16} {s.split:<5} {s.images:5d} images {s.groups:5d} units  [{fractions}]")
+        print(f"{s.domain:>16} {s.split:<5} {s.images:5d} images {s.groups:5d} units  [{fractions or 'no cases'}]")
+    sources, tested = can_be_source(summaries), {s.domain for s in summaries if s.split == "test" and s.images}
+    for d in domains:
+        role = ("source or target" if d in tested else "source only (no test cases)") if d in sources \
+            else "target only (no train cases)"
+        print(f"{d:>16} can be: {role}")
     for rule in ("label_rule", "roi_rule"):
         if getattr(reader, rule, None):
             print(f"{rule.replace('_', ' ')}: {getattr(reader, rule)}")
@@ -163,10 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("verify", help="check a dataset's integrity before use", epilog=EPILOG,
-                       description="Load every image/mask pair once and check pairing, sizes, label values, empty domains.")
+                       description="Load every image/mask pair once and check pairing, sizes, label values, empty "
+                                   "domains; say which domains can be sources (have train cases).")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", required=True)
     p.add_argument("--domains", nargs="+")
+    p.add_argument("--source", nargs="+", help="domains that must have train cases (the others may be target only)")
     p.add_argument("--spacing", type=float, default=None, help="mms: in-plane resampling, mm")
     p.add_argument("--domain-pattern", default=None, help="nnunet: regex finding a case's domain in its name")
     p.add_argument("--agreement", type=int, default=2, choices=[1, 2, 3, 4],

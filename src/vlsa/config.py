@@ -20,7 +20,8 @@ from vlsa.errors import ConfigError
 # left out of every digest, so a switch that is off by default invalidates nothing made before it.
 DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0,
                                               ("data", "augment", "gin_ipa"): False, ("data", "augment", "gin_ipa_p"): 1.0,
-                                              ("data", "agreement"): 2, ("data", "roi_scale"): 2.5}
+                                              ("data", "agreement"): 2, ("data", "roi_scale"): 2.5,
+                                              ("data", "target_datasets"): {}}
 
 
 def digest_tree(tree: dict[str, Any]) -> dict[str, Any]:
@@ -85,8 +86,37 @@ class AugmentConfig(Strict):
         return value
 
 
+DatasetName = Literal["fundus", "riga", "mms", "nnunet", "folder", "drishti", "acdc", "sunnybrook"]
+
+
+def _names(value):
+    if isinstance(value, str):  # "hospA" or "hospA,hospB"
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class TargetDatasetConfig(Strict):
+    """Another dataset whose domains are targets of the run (`data.target_datasets.NAME`): read
+    with its own reader at its own root, in the same label space as `data.dataset`. Reader
+    options left out (None) are those of the run's data section (`vlsa.engine.data.READER_OPTIONS`)."""
+
+    dataset: DatasetName
+    root: str | None = Field(None, description="the dataset's folder (generated when None, synthetic sets only)")
+    domains: list[str] | None = Field(None, description="its domains to evaluate (default: all)")
+    spacing: float | None = Field(None, gt=0, description="in-plane mm for volumes (default: data.spacing)")
+    test_fraction: float | None = Field(None, gt=0, lt=1, description="default: data.test_fraction")
+    domain_pattern: str | None = Field(None, description="nnunet (default: data.domain_pattern)")
+    agreement: int | None = Field(None, ge=1, le=4, description="drishti (default: data.agreement)")
+    roi_scale: float | None = Field(None, gt=1, description="drishti (default: data.roi_scale)")
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _one_or_list(cls, value):
+        return _names(value)
+
+
 class DataConfig(Strict):
-    dataset: Literal["fundus", "riga", "mms", "nnunet", "folder", "drishti", "acdc", "sunnybrook"] = "fundus"
+    dataset: DatasetName = "fundus"
     root: str | None = None
     source: list[str] = Field(default_factory=lambda: ["Domain1"])
     targets: list[str] | None = None
@@ -102,12 +132,24 @@ class DataConfig(Strict):
                                                     "photo, x the disc diameter (2.5: disc at 0.40 of the side)")
     synth: SynthConfig = Field(default_factory=SynthConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    # other datasets' domains as targets (metrics.json keys NAME/DOMAIN); a key of its own, beside
+    # `targets` (domains of `dataset`), so `--set data.targets=...` and the protocols, which rewrite
+    # `targets` per run, leave them in place; a mapping, so `--set data.target_datasets.NAME.root=`
+    target_datasets: dict[str, TargetDatasetConfig] = Field(default_factory=dict)
 
     @field_validator("source", "targets", mode="before")
     @classmethod
     def _one_or_list(cls, value):
-        if isinstance(value, str):  # "hospA" or "hospA,hospB"
-            return [v.strip() for v in value.split(",") if v.strip()]
+        return _names(value)
+
+    @field_validator("target_datasets")
+    @classmethod
+    def _target_names(cls, value):
+        import re
+
+        for name in value:  # NAME/DOMAIN keys metrics.json and overlay folders: no separators
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"target dataset name {name!r}: use letters, digits, '_', '.', '-' (no '/')")
         return value
 
 

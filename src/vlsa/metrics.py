@@ -10,6 +10,17 @@ Decisions (documented in the README):
 - Empty masks: Dice is 1 when prediction and truth are both empty, 0 when only one is. HD95/ASD
   are 0 when both are empty and, when only one is, the worst possible value (the field of view's
   diagonal), so a missed structure is penalised instead of silently dropped from the mean.
+  This rule is for a region the case *annotates*; see the next point for one it does not.
+- Not annotated: a partly annotated dataset (`DatasetSpec.annotated`, e.g. Sunnybrook: LV and MYO,
+  no RV) or case (`Sample.annotated`, e.g. a frame with only the endocardial contour: LV, not
+  MYO) leaves some regions without ground truth. Such a region is not scored in that case: never
+  0, never perfect, whatever the model predicts there. Means over cases take only the cases that
+  annotate the region (`n_annotated` counts them); a region no case of a domain annotates is
+  `NOT_ANNOTATED` in place of a number; the mean over regions takes the annotated ones only.
+- Volumes whose slices annotate different regions: a region is scored on the volume with the
+  slices that do not annotate it emptied in both prediction and truth, so the annotating slices
+  keep their positions (HD95/ASD stay 3D distances in mm) and Dice counts only them; a volume
+  none of whose slices annotates a region does not annotate it.
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ import torch
 from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
 
 METRICS = ("dice", "hd95", "asd")
+# in place of a number where no case of a domain annotates a region (metrics.json, tables)
+NOT_ANNOTATED = "not annotated"
 
 
 def region_metrics(pred: np.ndarray, truth: np.ndarray, spacing, distances: bool = True) -> dict[str, float]:
@@ -49,43 +62,88 @@ def region_metrics(pred: np.ndarray, truth: np.ndarray, spacing, distances: bool
 
 
 def case_metrics(pred: np.ndarray, truth: np.ndarray, regions: dict[str, tuple[int, ...]], spacing,
-                 distances: bool = True) -> dict:
-    """Label maps -> {metric: {region: value}} for every region."""
+                 distances: bool = True, annotated: tuple[str, ...] | None = None,
+                 slices: list[tuple[str, ...]] | None = None) -> dict:
+    """Label maps (H x W, or D x H x W for a volume) -> {metric: {region: value}}.
+
+    annotated: the region names this case annotates (None: every region); the others are left out
+    of the result (not annotated: neither 0 nor perfect). slices (volumes only): the regions each
+    of the D slices annotates; a region is then scored with the slices that do not annotate it
+    emptied in prediction and truth, and left out when no slice annotates it.
+    Raises ValueError when shapes differ or `slices` does not have one entry per slice.
+    """
+    if slices is not None and len(slices) != len(pred):
+        raise ValueError(f"{len(slices)} per-slice annotations for a volume of {len(pred)} slices")
     out: dict[str, dict[str, float]] = {m: {} for m in METRICS}
     for name, indices in regions.items():
-        values = region_metrics(np.isin(pred, indices), np.isin(truth, indices), spacing, distances)
+        if annotated is not None and name not in annotated:
+            continue
+        p, t = np.isin(pred, indices), np.isin(truth, indices)
+        if slices is not None:
+            keep = np.array([name in a for a in slices], dtype=bool)
+            if not keep.any():
+                continue
+            p[~keep], t[~keep] = False, False
+        values = region_metrics(p, t, spacing, distances)
         for m in METRICS:
             out[m][name] = values[m]
     return out
 
 
 class DomainAccumulator:
-    """Collects per-case metrics of one domain and aggregates means (and SDs) over cases."""
+    """Collects per-case metrics of one domain and aggregates means (and SDs) over cases.
 
-    def __init__(self, regions: dict[str, tuple[int, ...]], distances: bool = True):
+    annotated: the regions the domain's dataset annotates (None: all of `regions`); a case may
+    annotate fewer (`add(..., annotated=)`). Means are over the cases that annotate a region."""
+
+    def __init__(self, regions: dict[str, tuple[int, ...]], distances: bool = True,
+                 annotated: tuple[str, ...] | None = None):
         self.regions = regions
         self.distances = distances
+        self.annotated = tuple(regions) if annotated is None else tuple(r for r in regions if r in annotated)
         self.cases: list[dict] = []
         self.case_ids: list[str] = []
 
-    def add(self, case_id: str, pred: np.ndarray, truth: np.ndarray, spacing) -> dict:
-        result = case_metrics(pred, truth, self.regions, spacing, self.distances)
+    def add(self, case_id: str, pred: np.ndarray, truth: np.ndarray, spacing,
+            annotated: tuple[str, ...] | None = None, slices: list[tuple[str, ...] | None] | None = None) -> dict:
+        """Score one case (image or volume). annotated: its regions (None: the dataset's); slices
+        (volumes): the regions of each slice (None entries: the dataset's), see `case_metrics`."""
+        if slices is not None:
+            slices = [self._within(a) for a in slices]
+        result = case_metrics(pred, truth, self.regions, spacing, self.distances, self._within(annotated), slices)
         self.cases.append(result)
         self.case_ids.append(case_id)
         return result
 
+    def _within(self, annotated) -> tuple[str, ...]:
+        # a case never annotates a region its dataset does not
+        return self.annotated if annotated is None else tuple(r for r in self.annotated if r in annotated)
+
     def aggregate(self) -> dict:
-        out: dict = {"n": len(self.cases)}
+        """-> {"n", "n_annotated": {region: cases}, metric: {region: mean, "mean": mean over the
+        annotated regions}, metric_sd: {region: SD}}; NOT_ANNOTATED where no case annotates."""
+        counts = {r: sum(r in c["dice"] for c in self.cases) for r in self.regions}
+        out: dict = {"n": len(self.cases), "n_annotated": counts}
         for m in METRICS:
             means, sds = {}, {}
             for region in self.regions:
-                values = np.array([c[m][region] for c in self.cases], dtype=np.float64)
-                means[region] = float(values.mean()) if values.size else float("nan")
-                sds[region] = float(values.std()) if values.size else float("nan")
-            means["mean"] = float(np.mean(list(means.values()))) if means else float("nan")
+                values = np.array([c[m][region] for c in self.cases if region in c[m]], dtype=np.float64)
+                if not self.cases:
+                    means[region] = sds[region] = float("nan")
+                elif not values.size:
+                    means[region] = sds[region] = NOT_ANNOTATED
+                else:
+                    means[region], sds[region] = float(values.mean()), float(values.std())
+            scored = [v for v in means.values() if v != NOT_ANNOTATED]
+            means["mean"] = float(np.mean(scored)) if scored else (NOT_ANNOTATED if means else float("nan"))
             out[m] = means
             out[f"{m}_sd"] = sds
         return out
+
+
+def is_number(value) -> bool:
+    """Whether a metrics.json value is a number (not NOT_ANNOTATED)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def group_slices(items):

@@ -103,6 +103,8 @@ class DoFEReader:
     def pairs(self, domain: str, split: str) -> list[tuple[Path, Path]]:
         base = self.root / domain / split / "ROIs"
         image_dir, mask_dir = base / "image", base / "mask"
+        if not base.parent.is_dir():  # a domain with test cases only is a target-only domain, not an error
+            raise DataError(base.parent, f"empty domain: {domain} has no {split} split")
         if not image_dir.is_dir():
             raise DataError(image_dir, "folder not found")
         images = [p for p in data_files(image_dir) if is_image(p)]

@@ -8,7 +8,9 @@ same implausible labels:
 - `plausible` (a decorator on `samples`): over a whole domain/split, an error when no image has
   a background pixel (one class covering every pixel of every image: an inverted or misread
   encoding), a warning naming the domain when no image has any foreground label.
-`verify` loads every sample of the requested domains and splits once and summarises them.
+`verify` loads every sample of the requested domains and splits once and summarises them; a split
+a reader has no cases for may be allowed to be empty (a domain used only as a target has no train
+cases), and `can_be_source` says which domains have train cases.
 All errors are one-line `DataError`s naming the file (or dataset root) and the problem.
 """
 
@@ -132,6 +134,15 @@ def plausible(samples_method):
     return wrapper
 
 
+# readers say a domain/split holds nothing with a DataError whose problem starts with this
+EMPTY = "empty domain"
+
+
+def is_empty_split(exc: DataError) -> bool:
+    """Whether a reader's DataError says a domain/split has no cases (rather than a bad file)."""
+    return exc.problem.startswith(EMPTY)
+
+
 @dataclass
 class DomainSummary:
     domain: str
@@ -141,26 +152,56 @@ class DomainSummary:
     label_fraction: dict[str, float]
 
 
-def verify(reader, domains: list[str], splits=("train", "test")) -> list[DomainSummary]:
+def _summarise(reader, domain: str, split: str) -> DomainSummary:
     spec = reader.spec
+    count, groups = 0, set()
+    hist = np.zeros(spec.num_classes, dtype=np.int64)
+    for sample in reader.samples(domain, split):
+        if sample.image.shape[0] != spec.channels:
+            raise DataError(sample.name, f"has {sample.image.shape[0]} channels, expected {spec.channels}")
+        if sample.label.min() < 0 or sample.label.max() >= spec.num_classes:
+            raise DataError(sample.name, "label indices outside the classes")
+        hist += np.bincount(sample.label.ravel(), minlength=spec.num_classes)
+        count += 1
+        groups.add(sample.group)
+    if count == 0:
+        raise DataError(getattr(reader, "root", None), f"{EMPTY}: {domain}/{split} has no samples")
+    total = max(1, hist.sum())
+    return DomainSummary(domain, split, count, len(groups), {n: float(h / total) for n, h in zip(spec.label_names, hist)})
+
+
+def verify(reader, domains: list[str], splits=("train", "test"), allow_empty: tuple[str, ...] = (),
+           sources: list[str] | tuple[str, ...] = ()) -> list[DomainSummary]:
+    """Load every sample of `domains` x `splits` once; -> one summary per domain and split.
+
+    allow_empty: splits that may hold nothing (summarised with 0 images) instead of an error, e.g.
+    ("train", "test") for `vlsa verify`, where a target-only domain has no train cases.
+    sources: domains (among `domains`, with "train" in `splits`) that must have train cases.
+    Raises DataError (one line) for a bad file, for an empty split not in `allow_empty`, for a
+    domain of `sources` without train cases, and when nothing at all is readable.
+    """
     summaries = []
     for domain in domains:
         for split in splits:
-            count, groups = 0, set()
-            hist = np.zeros(spec.num_classes, dtype=np.int64)
-            for sample in reader.samples(domain, split):
-                if sample.image.shape[0] != spec.channels:
-                    raise DataError(sample.name, f"has {sample.image.shape[0]} channels, expected {spec.channels}")
-                if sample.label.min() < 0 or sample.label.max() >= spec.num_classes:
-                    raise DataError(sample.name, "label indices outside the classes")
-                hist += np.bincount(sample.label.ravel(), minlength=spec.num_classes)
-                count += 1
-                groups.add(sample.group)
-            if count == 0:
-                raise DataError(getattr(reader, "root", None), f"empty domain: {domain}/{split} has no samples")
-            total = max(1, hist.sum())
-            summaries.append(
-                DomainSummary(domain, split, count, len(groups),
-                              {n: float(h / total) for n, h in zip(spec.label_names, hist)})
-            )
+            try:
+                summaries.append(_summarise(reader, domain, split))
+            except DataError as exc:
+                if split not in allow_empty or not is_empty_split(exc):
+                    raise
+                summaries.append(DomainSummary(domain, split, 0, 0, {}))
+    root = getattr(reader, "root", None)
+    if summaries and not any(s.images for s in summaries):
+        raise DataError(root, f"{EMPTY}: no samples in any of {list(domains)} ({'/'.join(splits)})")
+    if sources:
+        if "train" not in splits or not set(sources) <= set(domains):
+            raise ValueError("verify: sources must be among the domains, with the train split verified")
+        missing = [d for d in sources if d not in can_be_source(summaries)]
+        if missing:
+            raise DataError(root, f"source domain(s) {missing} have no train cases (domains with train cases: "
+                                  f"{can_be_source(summaries)})")
     return summaries
+
+
+def can_be_source(summaries: list[DomainSummary]) -> list[str]:
+    """The domains whose train split holds samples, in order: those a run can train on."""
+    return [s.domain for s in summaries if s.split == "train" and s.images > 0]

@@ -1,5 +1,6 @@
-"""From a config to tensors: open the dataset (generating the synthetic one if needed), split
-the source domains into train/validation by case, and fit samples to the model's input size."""
+"""From a config to tensors: open the dataset (generating the synthetic one if needed) and the
+other datasets whose domains are targets (`data.target_datasets`), split the source domains into
+train/validation by case, and fit samples to the model's input size."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from vlsa.data.domains import check_domains, open_reader
 from vlsa.data.sample import Sample
 from vlsa.data.splits import hash_split
 from vlsa.engine.geometry import Geometry, geometry_for, normalise, to_model
-from vlsa.errors import ConfigError
+from vlsa.errors import ConfigError, DataError
 
 SYNTHETIC = ("fundus", "mms")
+# the data-section keys a reader is opened with; a target dataset's own value wins where given
+READER_OPTIONS = ("spacing", "test_fraction", "domain_pattern", "agreement", "roi_scale")
 # foundation encoders that read images at their own resolution (px), not at data.image_size
 ENCODER_INPUT = {"medsam": 256, "hybrid": 256}
 
@@ -89,11 +92,28 @@ def dataset_root(config) -> Path:
     return synthetic_root(data.dataset, data.synth)
 
 
+def reader_options(data, target=None) -> dict:
+    """The reader options (READER_OPTIONS) of the run's data section, with `target`'s own
+    (a TargetDatasetConfig) where it gives them."""
+    options = {key: getattr(data, key) for key in READER_OPTIONS}
+    if target is not None:
+        options |= {key: getattr(target, key) for key in READER_OPTIONS if getattr(target, key, None) is not None}
+    return options
+
+
 def open_configured(config, root: str | Path | None = None):
     root = Path(root) if root is not None else dataset_root(config)
-    return open_reader(config.data.dataset, root, spacing=config.data.spacing, test_fraction=config.data.test_fraction,
-                       domain_pattern=config.data.domain_pattern, agreement=config.data.agreement,
-                       roi_scale=config.data.roi_scale)
+    return open_reader(config.data.dataset, root, **reader_options(config.data))
+
+
+def resolve_roots(config) -> None:
+    """Make `data.root` and every target dataset's root absolute (in place), so a run's config
+    works from any folder."""
+    if config.data.root is not None:
+        config.data.root = str(Path(config.data.root).expanduser().resolve())
+    for target in config.data.target_datasets.values():
+        if target.root is not None:
+            target.root = str(Path(target.root).expanduser().resolve())
 
 
 def domains_of(config, reader) -> tuple[list[str], list[str]]:
@@ -108,6 +128,93 @@ def domains_of(config, reader) -> tuple[list[str], list[str]]:
     if leak:
         raise ConfigError(f"config key 'data.targets': {leak} are also sources")
     return list(config.data.source), list(targets)
+
+
+def domain_key(name: str, domain: str) -> str:
+    """metrics.json key of a target dataset's domain: NAME/DOMAIN (the run's own domains keep
+    their plain names), unique across datasets by construction."""
+    return f"{name}/{domain}"
+
+
+@dataclass(frozen=True)
+class TargetDataset:
+    """One opened `data.target_datasets` entry: its reader and the domains to evaluate."""
+
+    name: str
+    dataset: str
+    reader: object
+    domains: tuple[str, ...]
+
+    def keys(self) -> list[str]:
+        return [domain_key(self.name, d) for d in self.domains]
+
+    def record(self) -> dict:
+        """What run.json and metrics.json keep of it: dataset, reader, resolved root, domains."""
+        out = {"dataset": self.dataset, "reader": type(self.reader).__name__,
+               "root": str(Path(self.reader.root).resolve()), "domains": list(self.domains)}
+        rule = getattr(self.reader, "label_rule", None)
+        return out if rule is None else {**out, "label_rule": rule}
+
+
+def open_target_datasets(config, spec) -> list[TargetDataset]:
+    """Open every `data.target_datasets` entry with its own reader and options. Raises ConfigError
+    naming the entry when its label space (label names, channels) differs from `spec`'s (the
+    run's), when it is the run's own dataset and root (list those domains in `data.targets`), or
+    when its root is missing; DataError for unknown domains."""
+    out = []
+    own = (config.data.dataset, dataset_root(config).resolve()) if config.data.target_datasets else None
+    for name, target in config.data.target_datasets.items():
+        key = f"config key 'data.target_datasets.{name}'"
+        if target.root is None and target.dataset not in SYNTHETIC:
+            raise ConfigError(f"{key}.root: required for dataset {target.dataset!r}")
+        root = Path(target.root) if target.root is not None else synthetic_root(target.dataset, config.data.synth)
+        if (target.dataset, root.resolve()) == own:
+            raise ConfigError(f"{key}: is the run's own dataset ({target.dataset} at {root}); "
+                              "list its domains in data.targets instead")
+        reader = open_reader(target.dataset, root, **reader_options(config.data, target))
+        theirs = reader.spec
+        if tuple(theirs.label_names) != tuple(spec.label_names) or theirs.channels != spec.channels:
+            raise ConfigError(f"{key}: {target.dataset} at {root} has labels {list(theirs.label_names)} and "
+                              f"{theirs.channels} channel(s), the run's {config.data.dataset} has "
+                              f"{list(spec.label_names)} and {spec.channels}; a target must share the label space")
+        available = reader.domains()
+        domains = available if target.domains is None else target.domains
+        check_domains(domains, available, f"data.target_datasets.{name}", reader.root)
+        out.append(TargetDataset(name, target.dataset, reader, tuple(domains)))
+    return out
+
+
+def verify_target_datasets(config, reader) -> dict:
+    """Before training on `reader` (the run's dataset): open every target dataset
+    (`open_target_datasets`) and load each of its domains' test split once
+    (vlsa.data.integrity.verify), so a bad target is reported before hours of training.
+    -> what run.json records of the data: {"dataset", "reader", "target_datasets": {NAME: record}}."""
+    from vlsa.data.integrity import verify
+
+    targets = open_target_datasets(config, reader.spec)
+    for t in targets:
+        verify(t.reader, list(t.domains), splits=("test",))
+    return {"dataset": config.data.dataset, "reader": type(reader).__name__,
+            "target_datasets": {t.name: t.record() for t in targets}}
+
+
+def trainable_domains(reader, domains: list[str]) -> list[str]:
+    """The domains that have train cases (can be sources); a domain with test cases only is a
+    target-only domain. Reads at most one sample per domain."""
+    from vlsa.data.integrity import is_empty_split
+
+    out = []
+    for d in domains:
+        try:
+            next(iter(reader.samples(d, "train")))
+        except StopIteration:
+            continue
+        except DataError as exc:
+            if not is_empty_split(exc):
+                raise
+            continue
+        out.append(d)
+    return out
 
 
 @dataclass

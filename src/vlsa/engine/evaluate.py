@@ -1,11 +1,18 @@
 """Evaluate a trained run on every domain's test split: per-class Dice / HD95 / ASD per domain,
 written as metrics.json / .csv / .md with overlays of each domain's worst cases, and printed as a
 table. A subset of domains, another dataset folder or every image of the targets (`split='all'`)
-is written as metrics_<what>.* beside them, never over them."""
+is written as metrics_<what>.* beside them, never over them.
+
+The domains are the run's own dataset's (plain names) and every `data.target_datasets` entry's
+(keys NAME/DOMAIN), each read with its own reader. Roles come from (dataset, resolved root,
+domain): a domain is a source only when the run trained on that dataset at that root and that
+domain; the domains of `--data` elsewhere or of another dataset are targets whatever their names.
+Regions a dataset or case does not annotate are "not annotated" (vlsa.metrics)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +24,8 @@ from vlsa.config import load_config
 from vlsa.data.domains import check_domains
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
 from vlsa.engine.compat import check_compatible, run_info
-from vlsa.engine.data import domains_of, open_configured, prepare
-from vlsa.engine.inference import SCORING_VERSION, predict_prepared, score
+from vlsa.engine.data import domains_of, open_configured, open_target_datasets, prepare
+from vlsa.engine.inference import SCORING_VERSION, predict_prepared, score, scored_maps
 from vlsa.engine.runinfo import resolve_device
 from vlsa.errors import DataError, VlsaError
 from vlsa.models import build_model
@@ -47,11 +54,14 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
 def overlay_tiles(images: list[np.ndarray], samples, preds: list[np.ndarray], spec, count: int, scores):
     """The `count` worst cases of a domain (lowest mean Dice first) as one PNG array: a legend, then
     per case [truth | prediction] at native resolution (long side capped at 512 px), captioned with
-    its name and Dice. images: native C x H x W float arrays; preds: native H x W label maps. For
-    volumes the slice with the most foreground in truth or prediction stands for its volume."""
+    its name and Dice (mean over the regions it annotates). images: native C x H x W float arrays;
+    preds: the native H x W label maps that were scored (`scored_maps`: post-processed when
+    post-processing applied, as `vlsa predict` writes them). For volumes the slice with the most
+    foreground in truth or prediction stands for its volume."""
     if count <= 0 or not samples:
         return None
-    dice = {cid: float(np.nanmean([c["dice"][r] for r in spec.regions])) for cid, c in zip(scores.case_ids, scores.cases)}
+    dice = {cid: float(np.mean(list(c["dice"].values()))) if c["dice"] else float("nan")
+            for cid, c in zip(scores.case_ids, scores.cases)}
     worst = sorted(dice, key=lambda cid: (np.isnan(dice[cid]), dice[cid]))[:count]
     panels = []
     for cid in worst:
@@ -73,7 +83,7 @@ def results_name(domains: list[str] | None, full: list[str], data_is_other: bool
     if data_is_other:
         parts.append(f"data-{Path(data).resolve().name}")
     if domains is not None and list(domains) != list(full):
-        parts.append("+".join(domains))
+        parts.append("+".join(d.replace("/", "-") for d in domains))  # NAME/DOMAIN keys: one file name
     if split != "test":
         parts.append(f"split-{split}")
     return "metrics" if not parts else "metrics_" + "_".join(parts)
@@ -95,32 +105,81 @@ def split_samples(reader, domain: str, split: str) -> list:
     return out
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: list[str] | None = None,
-                 device: str = "cpu", quiet: bool = False, split: str = "test") -> dict:
-    """Score a run per domain. The full evaluation (every domain, test split, the run's data) writes
-    metrics.json/.csv/.md; a subset, `--data` elsewhere or `split='all'` writes metrics_<what>.*
-    beside it. `split='all'` scores every image of the target domains (they were never trained on).
-    Raises VlsaError for unknown domains or data whose classes differ from the run's."""
-    run_dir = Path(run_dir)
-    config, spec, model = load_run(run_dir, device=device)
+@dataclass(frozen=True)
+class Evaluated:
+    """One domain to evaluate: its metrics.json key, reader, name in that reader, role, dataset."""
+
+    key: str
+    reader: object
+    domain: str
+    role: str
+    dataset: str
+
+
+@dataclass
+class Plan:
+    """What an evaluation can score: every domain by key, the keys of the full evaluation, the
+    target datasets opened, the reader of the run's data (or of --data) and whether --data is
+    another root than the run's."""
+
+    entries: dict[str, Evaluated]
+    full: list[str]
+    external: list
+    reader: object
+    data_is_other: bool
+
+
+def evaluation_plan(run_dir: Path, config, spec, data) -> Plan:
+    """The domains to evaluate and their roles (source only for the run's dataset, its resolved
+    root and its source domains). Raises VlsaError for data whose classes differ from the run's."""
     reader = open_configured(config, root=data)
     run_root = run_info(run_dir).get("dataset_root")
     data_is_other = data is not None and (run_root is None or Path(data).resolve() != Path(run_root).resolve())
-    if data_is_other:
+    dataset = config.data.dataset
+    if data_is_other:  # another root: every domain is unseen, whatever its name
         check_compatible(run_dir, spec, reader)
+        entries = {d: Evaluated(d, reader, d, "target", dataset) for d in reader.domains()}
+        return Plan(entries, list(entries), [], reader, True)
     sources, targets = domains_of(config, reader)
+    entries = {d: Evaluated(d, reader, d, "source" if d in sources else "target", dataset) for d in reader.domains()}
+    full = [*sources, *targets]
+    external = open_target_datasets(config, spec)
+    for t in external:
+        for d, key in zip(t.domains, t.keys()):
+            entries[key] = Evaluated(key, t.reader, d, "target", t.dataset)
+        full += t.keys()
+    return Plan(entries, full, external, reader, False)
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: list[str] | None = None,
+                 device: str = "cpu", quiet: bool = False, split: str = "test") -> dict:
+    """Score a run per domain. The full evaluation (every domain of the run's dataset and of its
+    target datasets, test split, the run's data) writes metrics.json/.csv/.md; a subset, `--data`
+    elsewhere or `split='all'` writes metrics_<what>.* beside it. `split='all'` scores every image
+    of the target domains (they were never trained on).
+    Raises VlsaError for unknown domains or data whose classes differ from the run's."""
+    run_dir = Path(run_dir)
+    config, spec, model = load_run(run_dir, device=device)
     if split not in ("test", "all"):
         raise VlsaError(f"--split {split!r}: choose test or all")
-    full = [*sources, *targets]
+    found = evaluation_plan(run_dir, config, spec, data)
+    plan, full, external, reader = found.entries, found.full, found.external, found.reader
+    sources = list(config.data.source)
+    targets = [k for k in full if plan[k].role == "target"]
     chosen = domains or (targets if split == "all" else full)
-    check_domains(chosen, reader.domains(), "evaluation", reader.root)
-    if split == "all" and set(chosen) & set(sources):
+    check_domains(chosen, list(plan), "evaluation", reader.root)
+    seen_sources = sorted(k for k in chosen if plan[k].role == "source")
+    if split == "all" and seen_sources:
         raise VlsaError(f"--split all scores every image, including the training images of sources "
-                        f"{sorted(set(chosen) & set(sources))}; choose target domains only")
-    name = results_name(domains, full if split == "test" else targets, data_is_other, data, split)
+                        f"{seen_sources}; choose target domains only")
+    name = results_name(domains, full if split == "test" else targets, found.data_is_other, data, split)
     result = {"dataset": config.data.dataset, "source": sources, "units": "mm" if spec.volumetric else "px",
               "unit_of_evaluation": "volume" if spec.volumetric else "image", "split": split,
               "data": str(reader.root), "file": f"{name}.json", "scoring": SCORING_VERSION, "domains": {}}
+    if getattr(reader, "label_rule", None) is not None:
+        result["label_rule"] = reader.label_rule
+    if external:
+        result["target_datasets"] = {t.name: t.record() for t in external}
     from vlsa.engine.postprocessing import decide
 
     dev = resolve_device(device, "--device")  # once: load_run already accepted it
@@ -128,20 +187,23 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     result["postprocess"] = pp
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
-    for domain in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
-        samples = split_samples(reader, domain, split)
+    for key in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
+        entry = plan[key]
+        samples = split_samples(entry.reader, entry.domain, split)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
         native, small = predict_prepared(model, prepared, config.eval.batch_size, dev)
-        role = "source" if domain in sources else "target"
-        scores = score(prepared, native, spec, postprocess=pp["applied"])
-        agg = scores.aggregate()
-        result["domains"][domain] = {"role": role, **agg}
+        annotated = entry.reader.spec.annotated  # the evaluated dataset's annotation (None: all), not the run's
+        maps = scored_maps(prepared, native, spec, postprocess=pp["applied"])  # scored, shown, predicted
+        scores = score(prepared, maps, spec, annotated=annotated)
+        # a target dataset's domains also name their dataset (the run's own keep today's keys)
+        info = {"role": entry.role} if entry.reader is reader else {"role": entry.role, "dataset": entry.dataset}
+        result["domains"][key] = {**info, **scores.aggregate()}
         # both, so a table can show post-processing off (or on) from the same run
-        other = score(prepared, native, spec, postprocess=not pp["applied"]).aggregate()
-        result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][domain] = result["domains"][domain]
-        result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][domain] = {"role": role, **other}
-        overlay_rows[domain] = overlay_tiles(images, prepared.samples, native, spec, config.eval.overlays, scores)
+        other = score(prepared, native, spec, postprocess=not pp["applied"], annotated=annotated).aggregate()
+        result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][key] = result["domains"][key]
+        result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][key] = {**info, **other}
+        overlay_rows[key] = overlay_tiles(images, prepared.samples, maps, spec, config.eval.overlays, scores)
         del images
     write_json(run_dir / f"{name}.json", result)
     write_text(run_dir / f"{name}.csv", metrics_csv(result))
@@ -149,9 +211,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     from vlsa.data.io import write_png
 
     folder = run_dir / ("overlays" if name == "metrics" else f"overlays_{name.removeprefix('metrics_')}")
-    for domain, panel in overlay_rows.items():
-        if panel is not None:
-            write_png(folder / f"{domain}.png", panel)
+    for key, panel in overlay_rows.items():
+        if panel is not None:  # NAME/DOMAIN keys of target datasets: one subfolder per dataset
+            write_png(folder / f"{key}.png", panel)
     if not quiet:
         print(console(domain_table(result, "dice")))
         if name != "metrics":

@@ -7,7 +7,7 @@ import torch
 
 from vlsa.engine.data import Prepared
 from vlsa.engine.geometry import to_original
-from vlsa.metrics import DomainAccumulator, group_slices
+from vlsa.metrics import DomainAccumulator
 
 # recorded in metrics.json; a protocol re-evaluates (not retrains) a run scored by an older version.
 # 2: volumes scored against the original annotation on its own grid and spacing (issue 15)
@@ -43,29 +43,59 @@ def predict_prepared(model, prepared: Prepared, batch_size: int, device):
     return native, logits.argmax(1)
 
 
+def volume_members(samples) -> dict[str, list[int]]:
+    """{volume: indices of its slices in slice order} for slices of volumes (`Sample.group`)."""
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(s.group, []).append(i)
+    for members in groups.values():
+        members.sort(key=lambda i: samples[i].slice_index if samples[i].slice_index is not None else 0)
+    return groups
+
+
+def scored_maps(prepared: Prepared, native_preds: list[np.ndarray], spec, postprocess: bool = False) -> list[np.ndarray]:
+    """The label maps metrics score, one per sample (H0 x W0, the original annotation grid): the
+    predictions as they are, or made anatomically plausible (vlsa.postprocess) per image, and per
+    whole 3D volume for slices of volumes (as `vlsa predict` applies it). Overlays show these."""
+    if not postprocess:
+        return list(native_preds)
+    from vlsa.postprocess import postprocess as plausible
+
+    if not spec.volumetric:
+        return [plausible(p, spec) for p in native_preds]
+    out = list(native_preds)
+    for members in volume_members(prepared.samples).values():
+        fixed = plausible(np.stack([native_preds[i] for i in members]), spec)  # D x H0 x W0
+        for i, lab in zip(members, fixed):
+            out[i] = lab
+    return out
+
+
 def score(prepared: Prepared, native_preds: list[np.ndarray], spec, distances: bool = True,
-          postprocess: bool = False) -> DomainAccumulator:
+          postprocess: bool = False, annotated: tuple[str, ...] | None = None) -> DomainAccumulator:
     """Per-image (2D data) or per-volume (slices grouped by volume) metrics of one domain.
 
     native_preds: label maps on the original annotation grid (`predict_prepared`). They are scored
     against the original annotation (`Sample.scoring`), in mm of the original spacing for volumes
     (slice thickness x row x col), never against a label resampled to `data.spacing`.
-    `postprocess` makes each image / volume anatomically plausible first (vlsa.postprocess).
+    `postprocess` makes each image / volume anatomically plausible first (`scored_maps`).
+    annotated: the regions the samples' dataset annotates (None: `spec.annotated`, None there too:
+    every region); a sample's own `annotated` narrows it (vlsa.metrics: regions not annotated are
+    not scored, never 0 or perfect).
     """
-    from vlsa.postprocess import postprocess as plausible
-
-    fix = (lambda p: plausible(p, spec)) if postprocess else (lambda p: p)
-    acc = DomainAccumulator(spec.regions, distances=distances)
+    maps = scored_maps(prepared, native_preds, spec, postprocess)
+    acc = DomainAccumulator(spec.regions, distances=distances,
+                            annotated=spec.annotated if annotated is None else annotated)
     if spec.volumetric:
-        items, spacing_of = [], {}
-        for s, p in zip(prepared.samples, native_preds):
-            truth, spacing = s.scoring()
-            items.append((s.group, s.slice_index, p, truth))
-            spacing_of[s.group] = (s.slice_thickness, *spacing)
-        for group, (pred, truth) in sorted(group_slices(items).items()):
-            acc.add(group, fix(pred), truth, spacing_of[group])
+        for group, members in sorted(volume_members(prepared.samples).items()):
+            pred = np.stack([maps[i] for i in members])
+            truths, spacings = zip(*(prepared.samples[i].scoring() for i in members))
+            s = prepared.samples[members[0]]
+            per_slice = [getattr(prepared.samples[i], "annotated", None) for i in members]
+            acc.add(group, pred, np.stack(truths), (s.slice_thickness, *spacings[0]),
+                    slices=None if all(a is None for a in per_slice) else per_slice)
     else:
-        for s, p in zip(prepared.samples, native_preds):
+        for s, p in zip(prepared.samples, maps):
             truth, spacing = s.scoring()
-            acc.add(s.group, fix(p), truth, spacing)
+            acc.add(s.group, p, truth, spacing, annotated=getattr(s, "annotated", None))
     return acc

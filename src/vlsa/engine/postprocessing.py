@@ -42,8 +42,9 @@ def decide(run_dir: str | Path, config, spec, model, device) -> dict:
     else:
         val = prepare(val_samples, config, spec)
         native, _ = predict_prepared(model, val, config.eval.batch_size, device)
-        on = score(val, native, spec, distances=False, postprocess=True).aggregate()["dice"]["mean"]
-        off = score(val, native, spec, distances=False, postprocess=False).aggregate()["dice"]["mean"]
+        kept = reader.spec.annotated  # regions the source does not annotate decide nothing
+        on = score(val, native, spec, distances=False, postprocess=True, annotated=kept).aggregate()["dice"]["mean"]
+        off = score(val, native, spec, distances=False, postprocess=False, annotated=kept).aggregate()["dice"]["mean"]
         decision = {"mode": mode, "applied": bool(on >= off), "val_dice_on": float(on), "val_dice_off": float(off)}
     write_json(path, decision)
     return decision

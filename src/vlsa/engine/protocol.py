@@ -2,6 +2,10 @@
 
 single-source: train on each domain alone, evaluate on all. lodo: train on all but one, evaluate
 on the left-out one (and the sources' test splits). One combined table: source -> target Dice.
+A domain without train cases (target only) is never a source: no single-source row of its own, in
+lodo held out like the others but never trained on. Every run also evaluates the config's
+`data.target_datasets` (columns NAME/DOMAIN); with them, a dataset of one domain is a protocol of
+one single-source run. Regions a target does not annotate are left out of its means.
 A run folder is reused only with the config digest it was made with; rerunning into the same --out
 with another config stops with a one-line error naming the differing keys (no silent old metrics);
 a finished run whose metrics.json was written by an older scoring (`SCORING_VERSION`) is evaluated
@@ -16,12 +20,13 @@ from pathlib import Path
 
 from vlsa.config import Config, differing_keys, load_config
 from vlsa.data.domains import protocol_splits
-from vlsa.engine.data import open_configured
+from vlsa.engine.data import open_configured, open_target_datasets, resolve_roots, trainable_domains
 from vlsa.engine.evaluate import evaluate_run, read_metrics
 from vlsa.engine.inference import SCORING_VERSION
 from vlsa.engine.train import finished_steps, train
-from vlsa.errors import VlsaError
-from vlsa.report.tables import markdown
+from vlsa.errors import DataError, VlsaError
+from vlsa.metrics import NOT_ANNOTATED, is_number
+from vlsa.report.tables import annotated_mean, domain_classes, markdown
 from vlsa.utils.atomic import write_json, write_text
 
 
@@ -61,20 +66,45 @@ def run_one(config: Config, run_dir: Path, quiet: bool = False) -> dict:
     return evaluate_run(run_dir, quiet=True)
 
 
+def protocol_runs(domains: list[str], trainable: list[str], mode: str, external: bool = False):
+    """(sources, targets) of every run of a DG protocol (`protocol_splits`), with the domains that
+    have no train cases dropped from the sources: no single-source run of their own, in lodo held
+    out but never a source. `external`: target datasets are evaluated too, so one domain suffices
+    for single-source. Raises DataError when a run would have no source."""
+    splits = [([domains[0]], [])] if mode == "single-source" and len(domains) == 1 and external \
+        else protocol_splits(domains, mode)
+    runs = []
+    for sources, targets in splits:
+        kept = [d for d in sources if d in trainable]
+        if mode == "single-source" and not kept:
+            continue
+        if not kept:
+            raise DataError(None, f"lodo: holding out {targets[0]} leaves no source with train cases ({sources})")
+        runs.append((kept, targets))
+    if not runs:
+        raise DataError(None, f"no domain of {domains} has train cases, so none can be a source")
+    return runs
+
+
 def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False) -> dict:
     out = Path(out)
+    config = config.model_copy(deep=True)
+    resolve_roots(config)  # as train saves them, so a rerun finds its runs made with the same config
     reader = open_configured(config)
     domains = reader.domains()
+    external = open_target_datasets(config, reader.spec)  # label spaces checked before any training
+    columns = [*domains, *(k for t in external for k in t.keys())]
     runs = {}
-    for sources, targets in protocol_splits(domains, mode):
+    for sources, targets in protocol_runs(domains, trainable_domains(reader, domains), mode, bool(external)):
         cfg = config.model_copy(deep=True)
         cfg.data.source = sources
         cfg.data.targets = targets
         name = run_name(sources, targets, mode)
         runs[name] = run_one(cfg, out / name, quiet=quiet)
-    result = {"mode": mode, "dataset": config.data.dataset, "domains": domains, "model": model_label(config),
-              "budget": budget(config), "runs": runs,
-              "table": dice_matrix(runs, domains)}
+    result = {"mode": mode, "dataset": config.data.dataset, "domains": columns, "model": model_label(config),
+              "budget": budget(config), "runs": runs, "table": dice_matrix(runs, columns)}
+    if external:
+        result["target_datasets"] = {t.name: t.record() for t in external}
     write_json(out / "protocol.json", result)
     write_text(out / "protocol.md", protocol_markdown(result))
     write_text(out / "protocol.csv", protocol_csv(result))
@@ -97,22 +127,26 @@ def budget(config: Config) -> dict:
 
 
 def dice_matrix(runs: dict, domains: list[str]) -> dict:
-    """run -> {domain: mean Dice, 'unseen': mean over targets}; plus per-class unseen means."""
+    """run -> {domain: mean Dice, 'unseen': mean over targets}; plus per-class unseen means (over
+    the targets that annotate the class; NOT_ANNOTATED when none does)."""
     table = {}
     for name, metrics in runs.items():
         row = {d: metrics["domains"][d]["dice"]["mean"] for d in domains if d in metrics["domains"]}
         unseen = [m for m in metrics["domains"].values() if m["role"] == "target"]
-        row["unseen"] = sum(m["dice"]["mean"] for m in unseen) / len(unseen)
-        classes = [c for c in unseen[0]["dice"] if c != "mean"]
-        for c in classes:
-            row[f"unseen_{c}"] = sum(m["dice"][c] for m in unseen) / len(unseen)
+        row["unseen"] = annotated_mean([m["dice"]["mean"] for m in unseen])
+        for c in domain_classes({i: m for i, m in enumerate(unseen)}):
+            row[f"unseen_{c}"] = annotated_mean([m["dice"].get(c, NOT_ANNOTATED) for m in unseen])
         table[name] = row
     return table
 
 
+def _cell(value) -> str:
+    return f"{value:.3f}" if is_number(value) else NOT_ANNOTATED
+
+
 def _rows(result: dict) -> list[list[str]]:
     domains, table = result["domains"], result["table"]
-    extra = [k for k in next(iter(table.values())) if k.startswith("unseen_")]
+    extra = list(dict.fromkeys(k for row in table.values() for k in row if k.startswith("unseen_")))
     corner = "held out (trained on the rest) \\ evaluated" if result["mode"] == "lodo" else "source \\ target"
     header = [corner, *domains, "unseen mean", *(k.replace("unseen_", "unseen ") for k in extra)]
     rows = [header]
@@ -121,13 +155,12 @@ def _rows(result: dict) -> list[list[str]]:
         cells = [name]
         for d in domains:
             v = row.get(d)
-            cells.append("" if v is None else (f"({v:.3f})" if d in sources else f"{v:.3f}"))
-        cells.append(f"**{row['unseen']:.3f}**")
-        cells += [f"{row[k]:.3f}" for k in extra]
+            cells.append("" if v is None else (f"({_cell(v)})" if d in sources else _cell(v)))
+        cells.append(f"**{_cell(row['unseen'])}**")
+        cells += [_cell(row.get(k, NOT_ANNOTATED)) for k in extra]
         rows.append(cells)
-    mean_unseen = sum(r["unseen"] for r in table.values()) / len(table)
-    rows.append(["mean", *([""] * len(domains)), f"**{mean_unseen:.3f}**",
-                 *(f"{sum(r[k] for r in table.values()) / len(table):.3f}" for k in extra)])
+    rows.append(["mean", *([""] * len(domains)), f"**{_cell(annotated_mean([r['unseen'] for r in table.values()]))}**",
+                 *(_cell(annotated_mean([r.get(k, NOT_ANNOTATED) for r in table.values()])) for k in extra)])
     return rows
 
 

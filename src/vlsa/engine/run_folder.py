@@ -35,12 +35,14 @@ def resume_state(config: Config | None, out: str | Path, resume: bool) -> tuple[
     A fresh run needs `config` and an `out` without a run in it; `resume` continues the run in `out`
     with its own config.yaml (`config`, when given, must resolve to the same one). Raises VlsaError
     naming the file: nothing to resume, a finished run, another config, a config.yaml edited after
-    the checkpoint, or (fresh) a run already there. `config.data.root` is made absolute in place, so
-    the run works from any folder."""
+    the checkpoint, or (fresh) a run already there. `config.data.root` and the target datasets' roots
+    are made absolute in place, so the run works from any folder."""
     out = Path(out)
     last = last_path(out)
-    if config is not None and config.data.root is not None:
-        config.data.root = str(Path(config.data.root).expanduser().resolve())
+    if config is not None:  # absolute roots (the run's and its target datasets'), so the run works from any folder
+        from vlsa.engine.data import resolve_roots
+
+        resolve_roots(config)
     if not resume:
         if last.is_file():
             raise VlsaError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")

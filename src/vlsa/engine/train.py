@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,14 @@ from vlsa.data.spec import DatasetSpec
 from vlsa.engine import distributed, run_folder
 from vlsa.engine.batches import feature_batch, image_batch
 from vlsa.engine.checkpoint import load_model_state, save_checkpoint
-from vlsa.engine.data import Prepared, domains_of, load_source, open_configured, prepare
+from vlsa.engine.data import (
+    Prepared,
+    domains_of,
+    load_source,
+    open_configured,
+    prepare,
+    verify_target_datasets,
+)
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.run_folder import finished_steps, resume_state
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
@@ -64,7 +71,7 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 class TrainData:
     """What a training mode trains and validates on: the model-size source samples (`Prepared`:
     images N x C x S x S, labels N x S x S), the label spec the model predicts, and where they came
-    from (reader, source and target domains), which run.json records."""
+    from (reader, source and target domains, `recorded`: the target datasets), which run.json records."""
 
     reader: object
     spec: DatasetSpec
@@ -72,12 +79,16 @@ class TrainData:
     targets: list[str]
     train_set: Prepared
     val_set: Prepared
+    recorded: dict = field(default_factory=dict)
 
 
-def verify_targets(config: Config, reader, sources: list[str], targets: list[str]) -> None:
-    """Integrity check before training: every domain's evaluation split must load too, so a corrupt
-    target file is reported now, not after hours of training (raises DataError naming the file)."""
+def verify_targets(config: Config, reader, sources: list[str], targets: list[str]) -> dict:
+    """Integrity check before training: every domain's evaluation split must load too, the other
+    datasets' targets (`data.target_datasets`) included, so a corrupt target file is reported now,
+    not after hours of training (raises DataError naming the file). -> what run.json records of
+    the data (`vlsa.engine.data.verify_target_datasets`)."""
     verify(reader, [*sources, *targets], splits=("test",))
+    return verify_target_datasets(config, reader)
 
 
 def prepare_data(config: Config) -> TrainData:
@@ -85,12 +96,12 @@ def prepare_data(config: Config) -> TrainData:
     train / validation (`data.val_fraction`), fitted to `data.image_size`."""
     reader = open_configured(config)
     sources, targets = domains_of(config, reader)
-    verify_targets(config, reader, sources, targets)
+    recorded = verify_targets(config, reader, sources, targets)
     train_samples, val_samples = load_source(config, reader, sources)
     if not train_samples:
         raise VlsaError(f"{reader.root}: no training samples in source domain(s) {sources}")
     return TrainData(reader, reader.spec, sources, targets, prepare(train_samples, config, reader.spec),
-                     prepare(val_samples, config, reader.spec))
+                     prepare(val_samples, config, reader.spec), recorded)
 
 
 class Trainer:
@@ -191,6 +202,7 @@ class Trainer:
         d = self.data
         write_json(self.out / "run.json", {
             "sources": d.sources, "targets": d.targets, "dataset_root": str(Path(d.reader.root).resolve()),
+            **d.recorded,
             "mask_values": list(mask_values(d.reader)), "train_samples": len(d.train_set),
             "val_samples": len(d.val_set), "val_cases": sorted({s.case_id for s in d.val_set.samples}),
             "seed": self.config.seed, "processes": self.info.world, **environment(str(self.device))})

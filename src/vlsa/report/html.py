@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from vlsa.report.tables import domain_table
+from vlsa.report.tables import annotation_notes, domain_table
 from vlsa.utils.atomic import write_text
 
 
@@ -29,17 +29,23 @@ def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str
         f"<p>Dataset <b>{html.escape(metrics['dataset'])}</b>; trained on <b>{html.escape(', '.join(metrics['source']))}</b>; "
         f"evaluated per {html.escape(metrics.get('unit_of_evaluation', 'image'))} on each domain's "
         f"{'images (all splits)' if metrics.get('split') == 'all' else 'test split'}.</p>",
+        *(f"<p>{html.escape(note)}</p>" for note in annotation_notes(metrics)),
         "<h2>Dice</h2>", _table_html(domain_table(metrics, "dice")),
         f"<h2>HD95 ({units})</h2>", _table_html(domain_table(metrics, "hd95")),
         f"<h2>ASD ({units})</h2>", _table_html(domain_table(metrics, "asd")),
     ]
     if (run_dir / "curves.png").is_file():
         parts += ["<h2>Training curves</h2>", '<img src="curves.png" alt="training curves">']
-    overlays = sorted(overlay_dir.glob("*.png")) if overlay_dir.is_dir() else []
+    # a target dataset's domains (keys NAME/DOMAIN) lie in one subfolder per dataset
+    overlays = sorted(overlay_dir.rglob("*.png")) if overlay_dir.is_dir() else []
     if overlays:
-        parts.append("<h2>Overlays</h2><p>The worst cases of each domain first (lowest Dice), at native resolution: left ground truth, right prediction, one colour per class (legend on top).</p>")
+        parts.append("<h2>Overlays</h2><p>The worst cases of each domain first (lowest Dice), at native resolution: "
+                     "left ground truth, right prediction as it was scored (post-processed when post-processing "
+                     "applied, as <code>vlsa predict</code> writes it), one colour per class (legend on top).</p>")
         for png in overlays:
-            parts.append(f"<h3>{html.escape(png.stem)}</h3><img src=\"{overlay_dir.name}/{png.name}\" alt=\"{png.stem}\">")
+            key = png.relative_to(overlay_dir).with_suffix("").as_posix()
+            src = f"{overlay_dir.name}/{png.relative_to(overlay_dir).as_posix()}"
+            parts.append(f"<h3>{html.escape(key)}</h3><img src=\"{html.escape(src)}\" alt=\"{html.escape(key)}\">")
     if (run_dir / "diagnostics.md").is_file():
         parts.append('<p><a href="diagnostics.md">Feature diagnostics</a></p>')
     parts.append("<h2>Configuration</h2><pre>" + html.escape((run_dir / "config.yaml").read_text()) + "</pre>")

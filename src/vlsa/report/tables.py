@@ -1,17 +1,38 @@
-"""Per-domain result tables: Markdown, CSV and the console."""
+"""Per-domain result tables: Markdown, CSV and the console.
+
+A region no case of a domain annotates (vlsa.metrics.NOT_ANNOTATED) reads "not annotated" in
+every table, never a number; the unseen mean of a region averages the domains that annotate it.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from vlsa.metrics import METRICS
+from vlsa.metrics import METRICS, NOT_ANNOTATED, is_number
 
 
-def _fmt(value: float, metric: str) -> str:
+def _fmt(value, metric: str) -> str:
+    if not is_number(value):
+        return NOT_ANNOTATED
     if value != value:  # NaN
         return "–"
     return f"{value:.3f}" if metric == "dice" else f"{value:.2f}"
+
+
+def annotated_mean(values: list) -> float | str:
+    """Mean of the numbers among `values` (the domains that annotate a region); NOT_ANNOTATED
+    when none does."""
+    numbers = [v for v in values if is_number(v)]
+    return sum(numbers) / len(numbers) if numbers else NOT_ANNOTATED
+
+
+def domain_classes(domains: dict, metric: str = "dice") -> list[str]:
+    """The region columns of a table: every region any domain reports, in first-seen order."""
+    classes: list[str] = []
+    for d in domains.values():
+        classes += [c for c in d[metric] if c != "mean" and c not in classes]
+    return classes
 
 
 def domain_table(metrics: dict, metric: str = "dice") -> list[list[str]]:
@@ -19,14 +40,15 @@ def domain_table(metrics: dict, metric: str = "dice") -> list[list[str]]:
     domains = metrics["domains"]
     if not domains:
         return []
-    classes = [c for c in next(iter(domains.values()))[metric] if c != "mean"]
+    classes = domain_classes(domains, metric)
     rows = [["domain", "role", "n", *classes, "mean"]]
     for name, d in domains.items():
         role = "source" if d["role"] == "source" else "unseen"
-        rows.append([name, role, str(d["n"]), *(_fmt(d[metric][c], metric) for c in classes), _fmt(d[metric]["mean"], metric)])
+        rows.append([name, role, str(d["n"]), *(_fmt(d[metric].get(c, NOT_ANNOTATED), metric) for c in classes),
+                     _fmt(d[metric]["mean"], metric)])
     unseen = [d for d in domains.values() if d["role"] == "target"]
     if unseen:
-        means = [sum(d[metric][c] for d in unseen) / len(unseen) for c in [*classes, "mean"]]
+        means = [annotated_mean([d[metric].get(c, NOT_ANNOTATED) for d in unseen]) for c in [*classes, "mean"]]
         rows.append(["unseen mean", "", str(sum(d["n"] for d in unseen)), *(_fmt(v, metric) for v in means)])
     return rows
 
@@ -44,9 +66,30 @@ def console(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
+def annotation_notes(metrics: dict) -> list[str]:
+    """One line per dataset with a label rule (e.g. Drishti-GS1's expert agreement threshold),
+    and per domain whose regions are not annotated in every case (scored on fewer cases)."""
+    notes = []
+    rules = {metrics["dataset"]: metrics.get("label_rule")}
+    rules |= {name: t.get("label_rule") for name, t in metrics.get("target_datasets", {}).items()}
+    notes += [f"Labels of {name}: {rule}." for name, rule in rules.items() if rule is not None]
+    for name, d in metrics["domains"].items():
+        counts = d.get("n_annotated", {})
+        missing = [r for r, k in counts.items() if k == 0]
+        fewer = [f"{r} on {k} of {d['n']}" for r, k in counts.items() if 0 < k < d["n"]]
+        if missing:
+            notes.append(f"{name}: {', '.join(missing)} not annotated (not scored, left out of the means).")
+        if fewer:
+            notes.append(f"{name}: scored only on the cases that annotate it: {', '.join(fewer)}.")
+    return notes
+
+
 def metrics_markdown(metrics: dict) -> str:
     units = "mm" if metrics.get("units") == "mm" else "px"
     parts = [f"# Evaluation: {metrics['dataset']}, source {', '.join(metrics['source'])}\n"]
+    notes = annotation_notes(metrics)
+    if notes:
+        parts.append("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     for metric, title in (("dice", "Dice (higher is better)"), ("hd95", f"HD95, {units} (lower is better)"),
                           ("asd", f"ASD, {units} (lower is better)")):
         parts.append(f"\n## {title}\n\n" + markdown(domain_table(metrics, metric)))
@@ -61,5 +104,7 @@ def metrics_csv(metrics: dict) -> str:
         for metric in METRICS:
             for cls, value in d[metric].items():
                 sd = d.get(f"{metric}_sd", {}).get(cls, "")
-                writer.writerow([name, d["role"], d["n"], metric, cls, f"{value:.6f}", "" if sd == "" else f"{sd:.6f}"])
+                writer.writerow([name, d["role"], d["n"], metric, cls,
+                                 f"{value:.6f}" if is_number(value) else value,
+                                 f"{sd:.6f}" if is_number(sd) else sd])
     return buf.getvalue()
