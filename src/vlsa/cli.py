@@ -49,9 +49,13 @@ def _verify(args) -> None:
 
     reader = open_reader(args.dataset, args.root, spacing=args.spacing, domain_pattern=args.domain_pattern)
     domains = args.domains or reader.domains()
-    for s in verify(reader, domains):
+    # a target-only dataset (Sunnybrook) has no train split to check
+    splits = ("test",) if getattr(reader, "target_only", False) else ("train", "test")
+    for s in verify(reader, domains, splits=splits):
         fractions = ", ".join(f"{k} {v:.3f}" for k, v in s.label_fraction.items())
         print(f"{s.domain:>16} {s.split:<5} {s.images:5d} images {s.groups:5d} units  [{fractions}]")
+    if hasattr(reader, "summary"):  # the release's own counts (patients, phases, frames)
+        print(reader.summary())
     print("ok: dataset passed the integrity check")
 
 

@@ -11,7 +11,8 @@ DATASETS = ("fundus", "riga", "mms", "nnunet", "folder", "drishti", "acdc", "sun
 
 def open_reader(dataset: str, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3,
                 domain_pattern: str | None = None):
-    """Return the reader for `dataset` (`fundus` = DoFE layout, `riga`, `mms`, `nnunet`, `folder`).
+    """Return the reader for `dataset` (`fundus` = DoFE layout, `riga`, `mms`, `nnunet`, `folder`, `acdc`,
+    `sunnybrook`).
 
     `domain_pattern` (nnunet only): regex finding a case's domain in its name (else domains.csv)."""
     if dataset == "fundus":
@@ -34,6 +35,14 @@ def open_reader(dataset: str, root: str | Path, spacing: float | None = None, te
         from vlsa.data.folder import FolderReader
 
         return FolderReader(root, test_fraction=test_fraction, spacing=spacing)
+    if dataset == "acdc":
+        from vlsa.data.acdc import ACDCReader
+
+        return ACDCReader(root, spacing=spacing, test_fraction=test_fraction)
+    if dataset == "sunnybrook":
+        from vlsa.data.sunnybrook import SunnybrookReader
+
+        return SunnybrookReader(root, spacing=spacing)
     raise DataError(None, f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
 
 
