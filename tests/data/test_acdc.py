@@ -200,3 +200,28 @@ def test_real_acdc_h5_counts(realdata):
             edge = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1)) & ~mask
             ring[c].append(float((lab[edge] == 2).mean()))
     assert np.median(ring[1]) > 0.8 and np.median(ring[3]) < 0.3
+
+
+def test_nifti_resampled_to_spacing_keeps_the_annotation_on_its_own_grid(tmp_path):
+    _nifti_patient(tmp_path, "patient001", zooms=(1.6, 1.4, 10.0))
+    _nifti_patient(tmp_path, "patient101", folder="testing", zooms=(1.6, 1.4, 10.0))
+    s = next(ACDCReader(tmp_path, spacing=2.8).samples("ACDC", "test"))
+    assert s.image.shape == (1, 12, 11) and s.spacing == (2.8, 2.8)  # 24 x 1.4 / 2.8, 20 x 1.6 / 2.8
+    truth, spacing = s.scoring()
+    assert truth.shape == (ROWS, COLS) and spacing == pytest.approx((1.4, 1.6)) and truth[12, 12] == 1
+
+
+def test_packaged_acdc_sdg_config_trains_and_scores_acdc_test_volumes(tmp_path):
+    import json
+
+    from tests.conftest import tiny_overrides
+
+    for p in ("patient001", "patient002", "patient003", "patient004"):
+        _h5_patient(tmp_path / "acdc", p, as_slices=p != "patient004")
+    _lists(tmp_path / "acdc", train=["patient001", "patient002"], val=["patient003"], test=["patient004"])
+    run = tmp_path / "run"
+    sets = [a for o in tiny_overrides(tmp_path / "acdc", dataset="acdc", source="ACDC", steps=4) for a in ("--set", o)]
+    assert main(["train", "--config", "acdc_sdg", *sets, "--out", str(run)]) == 0
+    assert main(["evaluate", "--run", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["dataset"] == "acdc" and metrics["domains"]["ACDC"]["n"] == 2  # patient004 ED + ES volumes

@@ -163,3 +163,12 @@ def test_real_sunnybrook_counts(realdata):
     assert "5 patients, 96 contoured frames (10 ED/ES volumes), 46 with an epicardial contour" in reader.summary()
     summaries = verify(reader, ["Sunnybrook"], splits=("test",))
     assert summaries[0].images == 96 and summaries[0].label_fraction["rv"] == 0.0
+
+
+def test_resampled_frames_are_scored_on_the_dicom_grid(tmp_path):
+    _patient(tmp_path)
+    _link(tmp_path)
+    s = next(SunnybrookReader(tmp_path, spacing=2.5).samples("Sunnybrook", "test"))
+    assert s.image.shape == (1, 19, 16) and s.spacing == (2.5, 2.5)  # 32 x 1.5 / 2.5, 32 x 1.25 / 2.5
+    truth, spacing = s.scoring()
+    assert truth.shape == (SIZE, SIZE) and spacing == (1.5, 1.25) and int((truth == 1).sum()) == 20

@@ -145,9 +145,7 @@ class ACDCReader:
         if h5_dir is not None:
             self.layout = "h5"
             self.volumes = self._scan_h5(h5_dir)
-            log.warning("%s: ACDC h5 (SSL4MIS) stores no voxel spacing: HD95/ASD are in voxels, volumes in mL are "
-                        "refused%s", root, f"; in-plane resampling to {spacing} mm assumes ACDC's nominal "
-                        f"{nominal_spacing} mm" if spacing is not None else "")
+            _warn_once(root, spacing, nominal_spacing)
         elif (root / "training").is_dir() or (root / "testing").is_dir():
             self.layout = "nifti"
             self.volumes = self._scan_nifti()
@@ -342,6 +340,20 @@ class ACDCReader:
                    else "spacing from the NIfTI headers")
         return (f"ACDC ({release}): {len(self.patients())} patients, {len(self.volumes)} annotated phases (ED + ES "
                 f"volumes); train {n_train} / test {n_test} patients ({self.split_rule}); {spacing}")
+
+
+_WARNED: set[tuple[str, float | None]] = set()
+
+
+def _warn_once(root: Path, spacing: float | None, nominal: float) -> None:
+    # once per dataset and process: training and evaluation open the reader more than once
+    key = (str(root.resolve()), spacing)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    log.warning("%s: ACDC h5 (SSL4MIS) stores no voxel spacing: HD95/ASD are in voxels, volumes in mL are refused%s",
+                root, f"; in-plane resampling to {spacing} mm assumes ACDC's nominal {nominal} mm"
+                if spacing is not None else "")
 
 
 def _nifti_file(folder: Path, stem: str) -> Path | None:
