@@ -65,6 +65,8 @@ def _verify(args) -> None:
     for rule in ("label_rule", "roi_rule"):
         if getattr(reader, rule, None):
             print(f"{rule.replace('_', ' ')}: {getattr(reader, rule)}")
+    if hasattr(reader, "summary"):  # the release's own counts (patients, phases, frames)
+        print(reader.summary())
     print("ok: dataset passed the integrity check")
 
 

@@ -39,6 +39,14 @@ def open_reader(dataset: str, root: str | Path, spacing: float | None = None, te
         from vlsa.data.drishti import DrishtiReader
 
         return DrishtiReader(root, agreement=agreement, roi_scale=roi_scale)
+    if dataset == "acdc":
+        from vlsa.data.acdc import ACDCReader
+
+        return ACDCReader(root, spacing=spacing, test_fraction=test_fraction)
+    if dataset == "sunnybrook":
+        from vlsa.data.sunnybrook import SunnybrookReader
+
+        return SunnybrookReader(root, spacing=spacing)
     raise DataError(None, f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
 
 
