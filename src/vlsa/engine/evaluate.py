@@ -156,7 +156,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     """Score a run per domain. The full evaluation (every domain of the run's dataset and of its
     target datasets, test split, the run's data) writes metrics.json/.csv/.md; a subset, `--data`
     elsewhere or `split='all'` writes metrics_<what>.* beside it. `split='all'` scores every image
-    of the target domains (they were never trained on).
+    of the target domains (they were never trained on); a target dataset's domains are always scored
+    on all their labelled images. Each domain records the `units` of its distances (mm where every
+    case's spacing is known, else px).
     Raises VlsaError for unknown domains or data whose classes differ from the run's."""
     run_dir = Path(run_dir)
     config, spec, model = load_run(run_dir, device=device)
@@ -189,7 +191,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     overlay_rows = {}
     for key in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         entry = plan[key]
-        samples = split_samples(entry.reader, entry.domain, split)
+        # a target dataset was never trained on: all its labelled images are scored (a handful of
+        # DoFE crops or five Sunnybrook patients are too few to halve); the run's own domains: `split`
+        samples = split_samples(entry.reader, entry.domain, split if entry.reader is reader else "all")
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
         native, small = predict_prepared(model, prepared, config.eval.batch_size, dev)
@@ -198,6 +202,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         scores = score(prepared, maps, spec, annotated=annotated)
         # a target dataset's domains also name their dataset (the run's own keep today's keys)
         info = {"role": entry.role} if entry.reader is reader else {"role": entry.role, "dataset": entry.dataset}
+        # distances are in mm only where every case's spacing is known (ACDC's h5 copy has none: voxels)
+        known = spec.volumetric and all(s.meta.get("spacing_known", True) for s in samples)
+        info["units"] = "mm" if known else "px"
         result["domains"][key] = {**info, **scores.aggregate()}
         # both, so a table can show post-processing off (or on) from the same run
         other = score(prepared, native, spec, postprocess=not pp["applied"], annotated=annotated).aggregate()

@@ -88,6 +88,10 @@ def metrics_markdown(metrics: dict) -> str:
     units = "mm" if metrics.get("units") == "mm" else "px"
     parts = [f"# Evaluation: {metrics['dataset']}, source {', '.join(metrics['source'])}\n"]
     notes = annotation_notes(metrics)
+    other = [n for n, d in metrics["domains"].items() if d.get("units", units) != units]
+    if other:  # e.g. ACDC's h5 copy (no spacing: voxels) beside Sunnybrook DICOM (mm)
+        why = "voxel spacing unknown there: px" if units == "mm" else "voxel spacing known there: mm"
+        notes.append(f"HD95/ASD of {', '.join(other)} are not in {units} ({why}).")
     if notes:
         parts.append("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     for metric, title in (("dice", "Dice (higher is better)"), ("hd95", f"HD95, {units} (lower is better)"),
