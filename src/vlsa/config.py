@@ -108,6 +108,9 @@ class TargetDatasetConfig(Strict):
     domain_pattern: str | None = Field(None, description="nnunet (default: data.domain_pattern)")
     agreement: int | None = Field(None, ge=1, le=4, description="drishti (default: data.agreement)")
     roi_scale: float | None = Field(None, gt=1, description="drishti (default: data.roi_scale)")
+    split: Literal["test", "all"] = Field("test", description="what evaluation scores: each domain's test split "
+                                                            "(the literature's protocol) or all its labelled "
+                                                            "images (never trained on; for sets of a few cases)")
 
     @field_validator("domains", mode="before")
     @classmethod

@@ -144,6 +144,7 @@ class TargetDataset:
     dataset: str
     reader: object
     domains: tuple[str, ...]
+    split: str = "test"  # the entry's `split`: test (the literature's protocol) or all
 
     def keys(self) -> list[str]:
         return [domain_key(self.name, d) for d in self.domains]
@@ -152,6 +153,8 @@ class TargetDataset:
         """What run.json and metrics.json keep of it: dataset, reader, resolved root, domains."""
         out = {"dataset": self.dataset, "reader": type(self.reader).__name__,
                "root": str(Path(self.reader.root).resolve()), "domains": list(self.domains)}
+        if self.split != "test":
+            out["split"] = self.split
         rule = getattr(self.reader, "label_rule", None)
         return out if rule is None else {**out, "label_rule": rule}
 
@@ -183,7 +186,7 @@ def open_target_datasets(config, spec) -> list[TargetDataset]:
         available = reader.domains()
         domains = available if target.domains is None else target.domains
         check_domains(domains, available, f"data.target_datasets.{name}", reader.root)
-        out.append(TargetDataset(name, target.dataset, reader, tuple(domains)))
+        out.append(TargetDataset(name, target.dataset, reader, tuple(domains), target.split))
     return out
 
 

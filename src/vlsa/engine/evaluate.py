@@ -114,6 +114,7 @@ class Evaluated:
     domain: str
     role: str
     dataset: str
+    split: str | None = None  # a target dataset's own `split` (test or all); None: the evaluation's
 
 
 @dataclass
@@ -146,7 +147,7 @@ def evaluation_plan(run_dir: Path, config, spec, data) -> Plan:
     external = open_target_datasets(config, spec)
     for t in external:
         for d, key in zip(t.domains, t.keys()):
-            entries[key] = Evaluated(key, t.reader, d, "target", t.dataset)
+            entries[key] = Evaluated(key, t.reader, d, "target", t.dataset, t.split)
         full += t.keys()
     return Plan(entries, full, external, reader, False)
 
@@ -156,8 +157,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     """Score a run per domain. The full evaluation (every domain of the run's dataset and of its
     target datasets, test split, the run's data) writes metrics.json/.csv/.md; a subset, `--data`
     elsewhere or `split='all'` writes metrics_<what>.* beside it. `split='all'` scores every image
-    of the target domains (they were never trained on); a target dataset's domains are always scored
-    on all their labelled images. Each domain records the `units` of its distances (mm where every
+    of the target domains (they were never trained on); a target dataset's domains are scored on its
+    entry's `split` (test, or all its labelled images). Each domain records the `units` of its distances (mm where every
     case's spacing is known, else px).
     Raises VlsaError for unknown domains or data whose classes differ from the run's."""
     run_dir = Path(run_dir)
@@ -191,9 +192,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     overlay_rows = {}
     for key in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         entry = plan[key]
-        # a target dataset was never trained on: all its labelled images are scored (a handful of
-        # DoFE crops or five Sunnybrook patients are too few to halve); the run's own domains: `split`
-        samples = split_samples(entry.reader, entry.domain, split if entry.reader is reader else "all")
+        samples = split_samples(entry.reader, entry.domain, entry.split or split)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
         native, small = predict_prepared(model, prepared, config.eval.batch_size, dev)
