@@ -76,6 +76,19 @@ def overlay_tiles(images: list[np.ndarray], samples, preds: list[np.ndarray], sp
     return stack_panels(panels, spec)
 
 
+def case_scores(scores) -> dict:
+    """Per case (image, or volume): Dice and HD95 of each region it annotates and their mean, what
+    paired comparisons over cases (a few real target images or volumes) read."""
+    out = {}
+    for cid, case in zip(scores.case_ids, scores.cases):
+        row = {}
+        for m in ("dice", "hd95"):
+            values = {r: float(v) for r, v in case[m].items()}
+            row[m] = {**values, "mean": float(np.mean(list(values.values()))) if values else float("nan")}
+        out[cid] = row
+    return out
+
+
 def results_name(domains: list[str] | None, full: list[str], data_is_other: bool, data, split: str) -> str:
     """'metrics' for the run's full evaluation; 'metrics_<what>' for anything else, so a subset,
     another dataset or another split never replaces the results protocols and reports read."""
@@ -204,7 +217,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         # distances are in mm only where every case's spacing is known (ACDC's h5 copy has none: voxels)
         known = spec.volumetric and all(s.meta.get("spacing_known", True) for s in samples)
         info["units"] = "mm" if known else "px"
-        result["domains"][key] = {**info, **scores.aggregate()}
+        result["domains"][key] = {**info, **scores.aggregate(), "cases": case_scores(scores)}
         # both, so a table can show post-processing off (or on) from the same run
         other = score(prepared, native, spec, postprocess=not pp["applied"], annotated=annotated).aggregate()
         result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][key] = result["domains"][key]

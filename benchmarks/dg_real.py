@@ -1,0 +1,319 @@
+"""Single-source DG on the real data (../shared/realdata): every method x setting x seed trains on
+one real source with the same budget and is scored on the same-site test split and on unseen sites.
+
+Settings (`SETTINGS`):
+- fundus: Drishti-GS1 Training -> Drishti-GS1 Test (same site) and the DoFE sample crops of RIM-ONE-r3
+  and REFUGE (Zeiss, Canon): unseen sites, 2 crops each, paired per image;
+- cardiac: ACDC training patients (Siemens) -> ACDC test patients (same site) and Sunnybrook (GE):
+  unseen vendor, LV and MYO (RV not annotated there), paired per volume;
+- fundus-sim / cardiac-sim: the synthetic sets -> the real sets above (sim-to-real).
+
+Resumable like dg_table.py (whose unit machinery it reuses): each unit (setting x method x seed) is a
+protocol run folder under benchmarks/runs/real/, claimed by a lock file, and recorded slimmed in
+benchmarks/results/dg_real_units/<setting>/<method>/s<seed>.json (keyed by the unit's config digest),
+so a new session rebuilds the tables without retraining. Results are rewritten after every unit.
+
+    python benchmarks/dg_real.py --settings fundus --threads 1        # one process per core:
+    python benchmarks/dg_real.py --settings cardiac --threads 1       #   both at once on 2 cores
+    python benchmarks/dg_real.py --report-only                        # tables from finished units
+    python benchmarks/dg_real.py --methods VLSA "ERM U-Net + colour aug" --seeds 0   # a subset
+
+Paired statistics: dg_stats over units (seed, unseen case): the same image or volume, the same seed,
+only the method differs; the mean difference with its 95 % t-interval. A finding only where the
+interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dg_stats  # noqa: E402
+import dg_table  # noqa: E402
+from common import provenance, provenance_markdown  # noqa: E402
+from plots import plot_dg  # noqa: E402
+
+from vlsa.config import load_config  # noqa: E402
+from vlsa.engine.protocol import run_protocol  # noqa: E402
+from vlsa.errors import VlsaError  # noqa: E402
+from vlsa.metrics import is_number  # noqa: E402
+from vlsa.utils.atomic import write_json, write_text  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = Path(os.environ.get("VLSA_REALDATA", ROOT.parent / "shared" / "realdata"))
+
+# setting -> (packaged config, overrides naming the real folders)
+SETTINGS = {
+    "fundus": ("drishti_sdg", [f"data.root={REAL / 'drishti-gs1'}", f"data.target_datasets.dofe.root={REAL / 'dofe-samples'}"]),
+    "cardiac": ("acdc_sdg", [f"data.root={REAL / 'acdc-ssl4mis'}",
+                             f"data.target_datasets.sunnybrook.root={REAL / 'sunnybrook-scd'}"]),
+    "fundus-sim": ("fundus_sdg", ["data.targets=[]",
+                                  "data.target_datasets={drishti: {dataset: drishti, root: '" + str(REAL / "drishti-gs1")
+                                  + "'}, dofe: {dataset: fundus, root: '" + str(REAL / "dofe-samples")
+                                  + "', domains: [Domain2, Domain3, Domain4], split: all}}"]),
+    "cardiac-sim": ("mms_sdg", ["data.targets=[]",
+                                "data.target_datasets={acdc: {dataset: acdc, root: '" + str(REAL / "acdc-ssl4mis")
+                                + "'}, sunnybrook: {dataset: sunnybrook, root: '" + str(REAL / "sunnybrook-scd") + "'}}"]),
+}
+TITLES = {"fundus": "Drishti-GS1 -> RIM-ONE / REFUGE crops", "cardiac": "ACDC (Siemens) -> Sunnybrook (GE)",
+          "fundus-sim": "synthetic fundus -> real fundus", "cardiac-sim": "synthetic cardiac -> real cardiac"}
+# The rows, in the order they run (the comparisons that matter most first, so a partial run is useful).
+# Baselines pin their augmentations as dg_table's do, so they are the same whatever a config chose.
+METHODS = {name: dg_table.METHODS[name] for name in
+           ("ERM U-Net + colour aug", "VLSA", "ERM U-Net + GIN-IPA", "VLSA w/o EM", "VLSA w/o text guidance",
+            "ERM U-Net", "ERM U-Net + RandConv", "VLSA text=none")}
+METHODS |= {"VLSA (medsam)": ["model.backbone.name=medsam"], "VLSA (hybrid)": ["model.backbone.name=hybrid"]}
+DERIVED = dg_table.DERIVED
+REFERENCE = dg_table.REFERENCE
+BASELINES = ("ERM U-Net", "ERM U-Net + colour aug", "ERM U-Net + RandConv", "ERM U-Net + GIN-IPA", "nnU-Net v2")
+DEFAULT_METHOD, TARGET_MARGIN = "VLSA", 0.03
+NOT_RUN = {"nnU-Net v2": "not run here: the optional extra vlsa[nnunet] and its own 2D pipeline on CPU exceed "
+                         "this session's budget (benchmarks/nnunet_row.py runs it where installed)"}
+
+
+def unit_config(setting: str, method: str, seed: int, threads: int | None = None):
+    name, sets = SETTINGS[setting]
+    return load_config(name, [*sets, *METHODS[method], f"seed={seed}", "train.device=cpu",
+                              *([f"train.threads={threads}"] if threads else [])])
+
+
+def unit_key(setting: str, method: str, seed: int) -> str:
+    """What a unit computes: dg_table's digest of the resolved config (threads, device, source and
+    targets left out; the data roots resolved as training saves them)."""
+    config = unit_config(setting, method, seed)
+    from vlsa.engine.data import resolve_roots
+
+    resolve_roots(config)
+    return dg_table.unit_digest(config)
+
+
+def slim(result: dict) -> dict:
+    """dg_table's slim record plus the per-case scores of every domain (the paired units here)."""
+    out = dg_table.slim(result)
+    for name, run in result["runs"].items():
+        for key in dg_table.RECORD_KEYS:
+            for d, dom in run.get(key, {}).items():
+                if "cases" in dom:
+                    out["runs"][name][key][d]["cases"] = {c: {"dice": v["dice"]["mean"]} for c, v in dom["cases"].items()}
+                if "n_annotated" in dom:
+                    out["runs"][name][key][d]["n_annotated"] = dom["n_annotated"]
+    return out
+
+
+def wall_seconds(unit: Path) -> float | None:
+    """Training seconds (log.csv's clock) of a unit's run(s)."""
+    total = None
+    for log in unit.glob("*/log.csv"):
+        rows = log.read_text().strip().splitlines()
+        if len(rows) > 1:
+            total = (total or 0.0) + float(rows[-1].split(",")[-1] or 0)
+    return total
+
+
+def collect(runs: Path, records: Path) -> dict:
+    """units[(setting, method)][seed] = slim result: the runs folder first, then committed records
+    whose key matches what this script would train now."""
+    units: dict = {}
+    for setting in SETTINGS:
+        for method in METHODS:
+            folder = runs / setting / dg_table.slug(method)
+            for path in sorted(folder.glob("s*/protocol.json")):
+                seed = int(path.parent.name[1:])
+                rec = {"key": unit_key(setting, method, seed), **slim(json.loads(path.read_text())),
+                       "train_seconds": wall_seconds(path.parent)}
+                write_json(records / setting / dg_table.slug(method) / f"s{seed}.json", rec)
+                units.setdefault((setting, method), {})[seed] = rec
+            for path in sorted((records / setting / dg_table.slug(method)).glob("s*.json")):
+                seed = int(path.stem[1:])
+                if seed in units.get((setting, method), {}):
+                    continue
+                rec = json.loads(path.read_text())
+                if rec.get("key") == unit_key(setting, method, seed):
+                    units.setdefault((setting, method), {})[seed] = rec
+        for name, (method, key) in DERIVED.items():
+            for seed, rec in units.get((setting, method), {}).items():
+                if all(key in r for r in rec["runs"].values()):
+                    units.setdefault((setting, name), {})[seed] = {
+                        **rec, "runs": {n: {**r, "domains": r[key]} for n, r in rec["runs"].items()}}
+    return units
+
+
+def _mean(values) -> float:
+    values = [v for v in values if is_number(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def seed_row(rec: dict) -> tuple[dict, dict]:
+    """One seed's record -> (table row, paired units {case key: mean Dice} over the unseen cases)."""
+    run = next(iter(rec["runs"].values()))
+    doms = run["domains"]
+    unseen = [d for d in doms.values() if d["role"] == "target"]
+    same = [d for d in doms.values() if d["role"] == "source"]
+    row = {"unseen_dice": _mean(d["dice"]["mean"] for d in unseen), "source_dice": _mean(d["dice"]["mean"] for d in same),
+           "unseen_hd95": _mean(d["hd95"]["mean"] for d in unseen)}
+    classes = dict.fromkeys(c for d in [*same, *unseen] for c in d["dice"] if c != "mean")
+    for c in classes:
+        row[f"unseen_dice_{c}"] = _mean(d["dice"].get(c) for d in unseen)
+        row[f"source_dice_{c}"] = _mean(d["dice"].get(c) for d in same)
+    paired = {f"{k}/{c}": v["dice"] for k, d in doms.items() if d["role"] == "target"
+              for c, v in d.get("cases", {}).items() if is_number(v["dice"])}
+    return row, paired
+
+
+def summarise(units: dict) -> dict:
+    table: dict = {}
+    for (setting, method), by_seed in units.items():
+        rows, paired, seconds = {}, {}, []
+        for seed, rec in sorted(by_seed.items()):
+            rows[seed], cases = seed_row(rec)
+            paired |= {f"s{seed}/{k}": v for k, v in cases.items()}
+            if rec.get("train_seconds"):
+                seconds.append(rec["train_seconds"])
+        keys = next(iter(rows.values())).keys()
+        table.setdefault(setting, {})[method] = {
+            "seeds": sorted(by_seed), **{k: _mean(r[k] for r in rows.values()) for k in keys},
+            **{f"{k}_std": dg_stats.sample_std([r[k] for r in rows.values() if is_number(r[k])]) for k in keys},
+            "train_seconds": float(np.mean(seconds)) if seconds else None,
+            "units": {"unseen_dice": paired, "unseen_hd95": {}}}
+    order = [*METHODS, *DERIVED]
+    return {s: dict(sorted(m.items(), key=lambda kv: order.index(kv[0]))) for s, m in table.items()}
+
+
+def target_check(table: dict) -> dict:
+    out = {}
+    for setting, methods in table.items():
+        baselines = [m for m in BASELINES if m in methods]
+        if DEFAULT_METHOD not in methods or not baselines:
+            continue
+        best = max(baselines, key=lambda m: methods[m]["unseen_dice"])
+        cmp = dg_stats.compare({m: methods[m]["units"] for m in (best, DEFAULT_METHOD)}, best)[DEFAULT_METHOD]
+        margin = methods[DEFAULT_METHOD]["unseen_dice"] - methods[best]["unseen_dice"]
+        out[setting] = {"method": DEFAULT_METHOD, "best_baseline": best, "margin": margin, "target": TARGET_MARGIN,
+                        "met": bool(margin >= TARGET_MARGIN), "seeds": methods[DEFAULT_METHOD]["seeds"],
+                        "baseline_seeds": methods[best]["seeds"], "paired": cmp["unseen_dice"]}
+    return out
+
+
+def _pm(row: dict, key: str, fmt: str = "{:.3f}") -> str:
+    value, std = row.get(key, float("nan")), row.get(key + "_std", float("nan"))
+    if not is_number(value) or np.isnan(value):
+        return "not annotated"
+    return fmt.format(value) + (" ± " + fmt.format(std) if is_number(std) and not np.isnan(std) else "")
+
+
+def setting_markdown(setting: str, methods: dict) -> list[str]:
+    classes = list(dict.fromkeys(k[len("unseen_dice_"):] for m in methods.values() for k in m
+                                 if k.startswith("unseen_dice_") and not k.endswith("_std")))
+    unit = "px" if setting.startswith("fundus") else "mm or px"
+    header = ["method", "seeds", "same-site Dice", "unseen Dice", *(f"unseen {c}" for c in classes),
+              f"unseen HD95 ({unit})", "train s/unit"]
+    out = [f"\n## {setting}: {TITLES[setting]}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, r in methods.items():
+        secs = f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "–"
+        out.append("| " + " | ".join([method, str(len(r["seeds"])), _pm(r, "source_dice"), f"**{_pm(r, 'unseen_dice')}**",
+                                      *(_pm(r, f"unseen_dice_{c}") for c in classes), _pm(r, "unseen_hd95", "{:.1f}"),
+                                      secs]) + " |")
+    for name, why in NOT_RUN.items():
+        out.append(f"| {name} | 0 | {why} |" + " |" * (len(header) - 3))
+    cmp = dg_stats.compare({m: r["units"] for m, r in methods.items()}, REFERENCE)
+    if cmp:
+        out += [f"\nPaired with **{REFERENCE}** per (seed, unseen case): mean Δ unseen Dice [95 % t-interval].\n",
+                "| method | paired units | Δ unseen Dice [95 % CI] | verdict |", "|---|---|---|---|"]
+        for method, c in cmp.items():
+            d = c["unseen_dice"]
+            ci = f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["n"] >= 2 else f"{d['mean']:+.3f}"
+            out.append(f"| {method} | {d['n']} | {ci} | {dg_stats.verdict_text(d, REFERENCE)} |")
+    return out
+
+
+def markdown(table: dict, budgets: dict, prov: dict, png: str) -> str:
+    out = ["# Single-source DG on real data\n", f"![unseen Dice per method]({png})\n",
+           "One real source per setting; **same-site** = the source dataset's own test split, **unseen** = the mean "
+           "over the target sites' domains (a site's Dice: mean over the classes it annotates; Sunnybrook has no RV "
+           "annotation). Mean ± sample std (ddof 1) over seeds. Budget per setting (every method the same): "
+           + "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in b.items()) for s, b in budgets.items()) + ".\n",
+           "Reproduce with `python benchmarks/dg_real.py` (resumable; finished units are read back from "
+           "`benchmarks/results/dg_real_units/`). Provenance of the process that wrote this file:\n", provenance_markdown(prov)]
+    checks = target_check(table)
+    for setting, methods in table.items():
+        out += setting_markdown(setting, methods)
+        c = checks.get(setting)
+        if c:
+            p = c["paired"]
+            ci = f"{p['mean']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}]" if p["n"] >= 2 else f"{p['mean']:+.3f}"
+            out.append(f"\nTarget: **{c['method']}** ≥ {c['target']:.2f} unseen Dice above the strongest baseline run "
+                       f"here, **{c['best_baseline']}**: margin {c['margin']:+.3f} -> **{'met' if c['met'] else 'missed'}**; "
+                       f"paired over {p['n']} (seed, case) units: {ci}, {dg_stats.verdict_text(p, c['best_baseline'])}.")
+    return "\n".join(out) + "\n"
+
+
+def budget_of(config) -> dict:
+    return {"steps": config.train.steps, "image size": config.data.image_size, "batch": config.train.batch_size,
+            "lr": config.train.lr}
+
+
+def write_results(out: Path, runs: Path, prov: dict) -> dict:
+    records = out / "dg_real_units"
+    units = collect(runs, records)
+    if not units:
+        raise VlsaError(f"{runs}: no finished units, and no matching records in {records}")
+    table = summarise(units)
+    budgets = {s: budget_of(unit_config(s, "VLSA", 0)) for s in table}
+    write_json(out / "dg_real.json", {"provenance": prov, "budgets": budgets, "table": table, "reference": REFERENCE,
+                                      "target": target_check(table), "not_run": NOT_RUN})
+    write_text(out / "dg_real.md", markdown(table, budgets, prov, "dg_real.png"))
+    import plots
+
+    plots.TITLES.update(TITLES)
+    plot_dg(table, out / "dg_real.png")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", nargs="+", default=["fundus", "cardiac"], choices=list(SETTINGS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--report-only", action="store_true", help="write the results from finished units; train nothing")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for this process")
+    parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "runs" / "real"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    if not REAL.is_dir():
+        raise VlsaError(f"{REAL}: the real data is absent (set VLSA_REALDATA)")
+    out, runs = Path(args.out), Path(args.runs)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(ROOT / "benchmarks" / "runs" / "feature_cache"))
+    prov = provenance()
+    if not args.report_only:
+        for seed in args.seeds:
+            for method in args.methods:
+                for setting in args.settings:
+                    unit = runs / setting / dg_table.slug(method) / f"s{seed}"
+                    with dg_table.claim(unit) as mine:
+                        print(f"== {setting} | {method} | seed {seed}" + ("" if mine else ": busy"), flush=True)
+                        if not mine or (unit / "protocol.json").is_file():
+                            continue
+                        t0 = time.time()
+                        run_protocol(unit_config(setting, method, seed, args.threads), "single-source", unit, quiet=True)
+                        print(f"   {time.time() - t0:.0f} s", flush=True)
+                    write_results(out, runs, prov)
+    write_results(out, runs, prov)
+    print((out / "dg_real.md").read_text())
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except VlsaError as exc:
+        print(f"dg_real.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)
