@@ -122,14 +122,18 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
               "unit_of_evaluation": "volume" if spec.volumetric else "image", "split": split,
               "data": str(reader.root), "file": f"{name}.json", "scoring": SCORING_VERSION, "domains": {}}
     from vlsa.engine.postprocessing import decide
+    from vlsa.engine.runstate import check_no_training_cases, run_state, split_rule
 
     dev = resolve_device(device, "--device")  # once: load_run already accepted it
     pp = decide(run_dir, config, spec, model, dev)
     result["postprocess"] = pp
+    # what these numbers were computed from: reused (protocols) only while both match a finished run
+    result["run_state"], result["split_rule"] = run_state(run_dir), split_rule(reader, config)
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
     for domain in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         samples = split_samples(reader, domain, split)
+        check_no_training_cases(run_dir, domain, samples)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
         native, small = predict_prepared(model, prepared, config.eval.batch_size, dev)

@@ -61,12 +61,15 @@ def check_no_overlap(inputs: list[str | Path], output: str | Path) -> None:
 
 
 class Predictor:
-    def __init__(self, run_dir: str | Path, device: str = "cpu"):
+    def __init__(self, run_dir: str | Path, device: str = "cpu", postprocess: str = "recorded"):
+        """postprocess: 'recorded' (the run's decision, postprocess.json; VlsaError when there is
+        none and the data to make it is absent), 'on' or 'off'."""
         self.config, self.spec, self.model = load_run(run_dir, device=device)
         self.device = resolve_device(device, "--device")  # "auto" -> cuda when present, as in training
-        from vlsa.engine.postprocessing import decide
+        from vlsa.engine.postprocessing import recorded
 
-        self.postprocess = decide(run_dir, self.config, self.spec, self.model, self.device)["applied"]
+        self.postprocess = recorded(run_dir, self.config, self.spec, self.model, self.device,
+                                    choice=None if postprocess == "recorded" else postprocess)
 
     def _labels(self, planes: list[np.ndarray], original: tuple[int, int] | None = None, volumes: int = 0):
         """C x H x W float planes -> (H x W label maps on each plane's own grid, H0 x W0 label maps
@@ -149,7 +152,7 @@ def run_mask_values(run_dir: str | Path, predictor: Predictor) -> tuple[int, ...
 
 
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
-                  quiet: bool = False, values: str = "index") -> list[Path]:
+                  quiet: bool = False, values: str = "index", postprocess: str = "recorded") -> list[Path]:
     """Write one label file per input into `output`. values='index': pixel = class index (0, 1, ..);
     values='dataset': the training dataset's own mask values (e.g. DoFE 255/128/0, classes.yaml's).
     Raises DataError when `output` overlaps an input or two inputs share an output name."""
@@ -157,7 +160,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
 
     check_no_overlap(inputs, output)
     files = collect_inputs(inputs)
-    predictor = Predictor(run_dir, device=device)
+    predictor = Predictor(run_dir, device=device, postprocess=postprocess)
     lut = np.arange(predictor.spec.num_classes, dtype=np.uint8)
     if values == "dataset":
         lut = np.asarray(run_mask_values(run_dir, predictor), dtype=np.uint8)

@@ -27,6 +27,7 @@ from vlsa.engine.checkpoint import load_checkpoint, load_model_state, save_check
 from vlsa.engine.data import domains_of, load_source, open_configured, prepare
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
+from vlsa.engine.runstate import training_cases
 from vlsa.errors import ConfigError, Interrupted, VlsaError
 from vlsa.losses import SegmentationLoss, js_consistency
 from vlsa.models import build_model
@@ -198,6 +199,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
                                       "mask_values": list(mask_values(reader)),
                                       "train_samples": len(train_set), "val_samples": len(val_set),
                                       "val_cases": sorted({s.case_id for s in val_samples}),
+                                      "train_cases": training_cases(train_samples),
                                       "seed": config.seed, "processes": info.world, **environment(str(device))})
     if getattr(model, "cache_features", False):  # frozen backbone: its feature bank first, with a progress bar
         from vlsa.engine.bank import fill_bank
@@ -307,9 +309,11 @@ def train(config: Config | None, out: str | Path, resume: bool = False, stop_at:
             save(step, ckpt_dir / "best.pt")
             save(step, last_path)
         if main:
+            from vlsa.engine.postprocessing import record
             from vlsa.report.plots import plot_curves
 
             plot_curves(out / "log.csv", out / "curves.png")
+            record(out, config, spec, val_set, device)  # postprocess.json, for the checkpoint just selected
     distributed.barrier(info)
     if main and not quiet and step >= cfg.steps:
         print(summary(out, best, ckpt_dir / "best.pt"))
