@@ -52,3 +52,13 @@ def test_tiny_domains_still_hold_one_id_out_and_a_single_id_trains():
     pair = ["a", "b"]
     assert all(position(i, "v") >= 0.01 for i in pair)
     assert hash_split(pair, 0.01, salt="v") == {min(pair, key=lambda i: position(i, "v"))}
+
+
+def test_the_validation_pick_holds_out_an_exact_count_in_hash_order():
+    from vlsa.data.splits import hash_pick, position
+
+    ids = _ids(48)
+    picked = hash_pick(ids, 0.2, salt="val-0")
+    assert len(picked) == round(0.2 * 48)
+    assert picked == set(sorted(ids, key=lambda i: position(i, "val-0"))[: len(picked)])
+    assert len(hash_pick(ids[:2], 0.9, salt="val-0")) == 1 and hash_pick(ids[:1], 0.5) == set()

@@ -15,6 +15,13 @@ exception is a domain growing from one id to two. A domain is wholly held out on
 falls below `fraction` (probability fraction**n). Runs record their training cases and `vlsa
 evaluate` refuses a test split that overlaps them (`vlsa.engine.runstate.check_no_training_cases`),
 so no such move passes unnoticed.
+
+The source validation split (checkpoint selection, the post-processing decision) is drawn from a
+run's own training cases by `hash_pick` instead: exactly round(fraction * n) ids in hash order.
+Its count depends on n, but what moves when cases are added moves only between a run's train and
+validation parts, never into a test split, and it keeps model selection stable on small domains
+(a per-id rule would hold out anywhere from 1 to 12 of 48 images at 0.2). run.json records both
+lists (`train_cases`, `val_cases`).
 """
 
 from __future__ import annotations
@@ -43,3 +50,14 @@ def hash_split(ids: Iterable[str], fraction: float, salt: str = "vlsa") -> set[s
     if not held:
         held = {min(unique, key=lambda i: position(i, salt))}
     return held
+
+
+def hash_pick(ids: Iterable[str], fraction: float, salt: str = "vlsa") -> set[str]:
+    """Exactly round(fraction * n) ids (at least one if fraction > 0 and n > 1, at most n - 1), the
+    first in salted-hash order: the source validation split (see the module doc for why it is not
+    `hash_split`)."""
+    unique = sorted(set(ids))
+    if fraction <= 0 or len(unique) < 2:
+        return set()
+    count = min(len(unique) - 1, max(1, round(fraction * len(unique))))
+    return set(sorted(unique, key=lambda i: position(i, salt))[:count])

@@ -97,6 +97,6 @@ def split_rule(reader, config) -> dict:
     from vlsa.data.splits import RULE
 
     return {"test": getattr(reader, "test_split", "as the reader's module documents"),
-            "validation": f"source case ids, vlsa.data.splits.hash_split (salt 'val-{config.seed}', "
-                          f"data.val_fraction {config.data.val_fraction})",
+            "validation": f"source case ids, exactly round(data.val_fraction x n) by vlsa.data.splits.hash_pick "
+                          f"(salt 'val-{config.seed}', data.val_fraction {config.data.val_fraction})",
             "test_fraction": config.data.test_fraction, "hash_rule": RULE}
