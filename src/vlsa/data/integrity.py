@@ -144,6 +144,9 @@ class DomainSummary:
 def verify(reader, domains: list[str], splits=("train", "test")) -> list[DomainSummary]:
     spec = reader.spec
     summaries = []
+    # a reader that can tell that its split may separate one subject's images says so (folder)
+    for warning in getattr(reader, "split_warnings", lambda _: [])(domains):
+        log.warning("%s", warning)
     for domain in domains:
         for split in splits:
             count, groups = 0, set()

@@ -1,5 +1,6 @@
 """Prediction on files: PNG/JPEG in -> label PNG out (same size and name, pixel = class index, or
-the dataset's own mask values with `values='dataset'`);
+the dataset's own mask values with `values='dataset'`; an input with an EXIF orientation gets a
+label on its stored pixel grid carrying the same orientation tag);
 NIfTI in -> NIfTI out with the input's shape and affine (slices resampled to the model's spacing
 and back)."""
 
@@ -11,7 +12,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vlsa.data.io import is_image, is_nifti, load_image, read_nifti, stem, write_nifti, write_png
+from vlsa.data.io import (
+    exif_orientation,
+    is_image,
+    is_nifti,
+    load_image,
+    read_nifti,
+    stem,
+    to_stored_grid,
+    write_nifti,
+    write_png,
+)
 from vlsa.data.resample import normalise_percentile, volume_planes
 from vlsa.engine.data import model_input
 from vlsa.engine.evaluate import load_run
@@ -188,7 +199,10 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         else:
             image, labels = done.pop(path)
             target = output / f"{name}.png"
-            write_png(target, lut[labels])
+            # the input's stored pixel grid and its EXIF orientation: "same size as the input" holds for
+            # the stored pixels, and viewers turn label and image alike (the overlay is drawn as displayed)
+            orientation = exif_orientation(path)
+            write_png(target, lut[to_stored_grid(labels, orientation)], orientation=orientation)
             if overlay:
                 write_png(output / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
         written.append(target)
