@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -81,7 +82,9 @@ METHODS = {
     "VLSA text=none": ["model.text.encoder=none"],
 }
 # rows read from another method's runs, without retraining: name -> (method, metrics key per run)
-DERIVED = {"VLSA w/o post-processing": ("VLSA", "domains_postprocess_off")}
+DERIVED = {"VLSA w/o post-processing": ("VLSA", "domains_postprocess_off"),
+           "nnU-Net v2 w/o post-processing": ("nnU-Net v2", "domains_postprocess_off")}
+UNPROCESSED = " w/o post-processing"  # a row's name without post-processing: `<method> w/o post-processing`
 # every method is compared with this one per source x seed (dg_stats); the strongest baseline by name
 REFERENCE = "ERM U-Net + colour aug"
 # the baselines VLSA must beat, and by how much (issue 11: the default at least 0.03 mean unseen Dice
@@ -144,6 +147,8 @@ UNREAD_MODEL_KEYS = {"unet": ("backbone", "em", "text", "decoder"), "vlsa": ("un
 PROTOCOL_KEYS = ("source", "targets")
 # per-domain metrics a committed unit record keeps (what summarise, dg_stats and DERIVED read)
 RECORD_KEYS = ("domains", "domains_postprocess_off", "domains_postprocess_on")
+# what a record keeps of each run besides its metrics: how it was scored and from which checkpoint
+RUN_KEYS = ("postprocess", "scoring", "run_state")
 
 
 def unit_config(dataset: str, method: str, seed: int, quick: bool = False, threads: int | None = None):
@@ -166,6 +171,64 @@ def unit_digest(config) -> str:
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@functools.cache
+def unit_splits(dataset: str, seed: int, quick: bool) -> dict:
+    """domain -> {"train", "val", "test"} case ids of a unit (every method of a dataset x seed shares
+    them): the test split as the reader makes it, the source's train/validation split as
+    `vlsa.engine.data.split_train_val` draws it. Read from file names only (the synthetic data is
+    generated once, then cached)."""
+    from types import SimpleNamespace
+
+    from vlsa.data.io import stem
+    from vlsa.engine.data import open_configured, split_train_val
+
+    config = load_config(CONFIGS[dataset], [*(QUICK if quick else []), f"seed={seed}"])
+    reader = open_configured(config)
+
+    def ids(domain: str, split: str) -> list[str]:
+        if hasattr(reader, "cases_of"):  # M&Ms: case codes
+            return sorted(c.code for c in reader.cases_of(domain, split))
+        return sorted(stem(image) for image, _ in reader.pairs(domain, split))  # DoFE: image names
+
+    out = {}
+    for domain in reader.domains():
+        train = ids(domain, "train")
+        fit, val = split_train_val([SimpleNamespace(case_id=i) for i in train], config.data.val_fraction, seed)
+        out[domain] = {"train": sorted(s.case_id for s in fit), "val": sorted(s.case_id for s in val),
+                       "test": ids(domain, "test")}
+    return out
+
+
+def split_digest(dataset: str, seed: int, quick: bool) -> str:
+    """What a committed record must carry (`splits`) to be used: the digest of `unit_splits`, so a
+    unit trained on other splits (another split rule, other data) is never read back."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(unit_splits(dataset, seed, quick), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def same_cases(unit: Path, dataset: str, seed: int, quick: bool) -> bool:
+    """Whether every source run of a runs-folder unit recorded (run.json) the training and validation
+    cases the current splits give it (runs made before run.json kept `train_cases` cannot say), and
+    every nnU-Net source unit trained on the fold (splits_final.json) they give."""
+    splits = unit_splits(dataset, seed, quick)
+    for run in sorted(p.parent for p in unit.glob("*/config.yaml")):
+        if not (run / "run.json").is_file():
+            return False
+        info = json.loads((run / "run.json").read_text())
+        trained = info.get("train_cases")
+        if trained is None or any(trained.get(d) != splits[d]["train"] for d in info["sources"]) or \
+                sorted(info.get("val_cases", [])) != sorted(c for d in info["sources"] for c in splits[d]["val"]):
+            return False
+    for fold_path in sorted(unit.glob("*/splits_final.json")):  # nnU-Net units: the fold it trained on
+        fold, source = json.loads(fold_path.read_text())[0], fold_path.parent.name
+        case = (lambda c: c.rsplit("_", 1)[0]) if dataset == "mms" else (lambda c: c)  # M&Ms: <code>_<ED|ES>
+        if {case(c) for c in fold["train"]} != set(splits[source]["train"]) or \
+                ({case(c) for c in fold["val"]} != set(splits[source]["val"]) and splits[source]["val"]):
+            return False
+    return True
+
+
 def expected_key(dataset: str, method: str, seed: int, quick: bool) -> str:
     """What a committed record of this unit must carry to be used: the unit digest of the config
     dg_table would train now (METHODS rows), or the external row's budget (nnU-Net v2)."""
@@ -182,8 +245,7 @@ def slim(result: dict) -> dict:
     keep = ("role", "dice", "hd95", "asd", "n")
     runs = {name: {**{k: {d: {m: v for m, v in dom.items() if m in keep} for d, dom in run[k].items()}
                       for k in RECORD_KEYS if k in run},
-                   **({"postprocess": run["postprocess"]} if "postprocess" in run else {}),
-                   **({"scoring": run["scoring"]} if "scoring" in run else {})}
+                   **{k: run[k] for k in RUN_KEYS if k in run}}
             for name, run in result["runs"].items()}
     return {k: result[k] for k in ("mode", "dataset", "domains", "model", "budget", "method") if k in result} \
         | {"runs": runs}
@@ -197,6 +259,8 @@ def archive_units(runs: Path, records: Path, quick: bool) -> None:
         for method in [*METHODS, *EXTERNAL_ROWS]:
             for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
                 seed, result = int(path.parent.name[1:]), json.loads(path.read_text())
+                if not same_cases(path.parent, dataset, seed, quick):  # trained on other splits
+                    continue
                 if method in METHODS:  # keyed by the config its runs were trained with
                     saved = {unit_digest(load_config(c)) for c in path.parent.glob("*/config.yaml")}
                     key = expected_key(dataset, method, seed, quick)
@@ -204,33 +268,57 @@ def archive_units(runs: Path, records: Path, quick: bool) -> None:
                         continue
                 else:  # an external row: keyed by the budget it was trained with
                     key = json.dumps(result.get("budget"), sort_keys=True)
-                write_json(records / dataset / slug(method) / f"s{seed}.json", {"key": key, **slim(result)})
+                write_json(records / dataset / slug(method) / f"s{seed}.json",
+                           {"key": key, "splits": split_digest(dataset, seed, quick), **slim(result)})
+
+
+def finished_runs(result: dict) -> bool:
+    """Whether every run of a unit was scored on its finished training (`run_state`, recorded since
+    issue 30; units without it were written by a full dg_table protocol, which only ever evaluated
+    finished runs: before that fix only a hand-run `vlsa evaluate` could score an unfinished one)."""
+    return all((r.get("run_state") or {"finished": True}).get("finished") for r in result["runs"].values())
+
+
+def row_name(method: str, result: dict) -> str:
+    """The row a unit belongs to: an external row scored without post-processing (nnU-Net units
+    made before issue 30) is `<method> w/o post-processing`, never compared as the post-processed row."""
+    if method in EXTERNAL_ROWS and not all("applied" in (r.get("postprocess") or {}) for r in result["runs"].values()):
+        return method + UNPROCESSED
+    return method
 
 
 def collect(runs: Path, records: Path | list[Path] | None = None, quick: bool = False) -> dict:
     """All finished units under `runs` (from this and earlier invocations), in METHODS order; a unit
     missing there is read from its committed record in `records` (a folder, or folders searched in
-    order) when the record's key matches the config dg_table would train now (and every run in it
-    was scored by the current scoring)."""
+    order) when the record's key matches the config dg_table would train now, its `splits` the
+    splits it would train and score on now (`split_digest`), and every run in it was scored by the
+    current scoring, on its finished training (`finished_runs`). A runs-folder unit counts only when
+    its runs recorded the current splits' cases (`same_cases`)."""
     from vlsa.engine.inference import SCORING_VERSION
 
     units: dict = {}
     for dataset in CONFIGS:
         for method in [*METHODS, *EXTERNAL_ROWS]:
+            found: dict = {}
             for path in sorted((runs / dataset / slug(method)).glob("s*/protocol.json")):
-                units.setdefault((dataset, method), {})[int(path.parent.name[1:])] = json.loads(path.read_text())
+                seed, result = int(path.parent.name[1:]), json.loads(path.read_text())
+                if finished_runs(result) and same_cases(path.parent, dataset, seed, quick):
+                    found[seed] = result
             folders = [] if records is None else [records] if isinstance(records, Path) else records
             for path in [p for folder in folders for p in sorted((folder / dataset / slug(method)).glob("s*.json"))]:
                 seed = int(path.stem[1:])
-                if seed in units.get((dataset, method), {}):
+                if seed in found:
                     continue
                 record = json.loads(path.read_text())
                 current = all(r.get("scoring", SCORING_VERSION) == SCORING_VERSION for r in record["runs"].values())
-                if current and record.get("key") == expected_key(dataset, method, seed, quick):
-                    units.setdefault((dataset, method), {})[seed] = record
+                if current and finished_runs(record) and record.get("key") == expected_key(dataset, method, seed, quick) \
+                        and record.get("splits") == split_digest(dataset, seed, quick):
+                    found[seed] = record
+            for seed, result in sorted(found.items()):
+                units.setdefault((dataset, row_name(method, result)), {})[seed] = result
         for name, (method, key) in DERIVED.items():
             for seed, result in units.get((dataset, method), {}).items():
-                if all(key in r for r in result["runs"].values()):
+                if seed not in units.get((dataset, name), {}) and all(key in r for r in result["runs"].values()):
                     runs_ = {n: {**r, "domains": r[key]} for n, r in result["runs"].items()}
                     units.setdefault((dataset, name), {})[seed] = {**result, "runs": runs_}
     return units
@@ -272,22 +360,37 @@ def comparisons(table: dict, reference: str = REFERENCE) -> dict:
             for dataset, methods in table.items()}
 
 
+def _margin(methods: dict, method: str, baseline: str) -> dict | None:
+    cmp = dg_stats.compare({m: methods[m]["units"] for m in (baseline, method)}, baseline).get(method)
+    if cmp is None:
+        return None
+    margin = methods[method]["unseen_dice"] - methods[baseline]["unseen_dice"]
+    return {"method": method, "best_baseline": baseline, "margin": margin, "target": TARGET_MARGIN,
+            "met": bool(margin >= TARGET_MARGIN), "seeds": methods[method]["seeds"],
+            "baseline_seeds": methods[baseline]["seeds"], "paired": cmp["unseen_dice"]}
+
+
 def target_check(table: dict) -> dict:
     """dataset -> the default method against the strongest baseline there (highest mean unseen Dice):
-    paired comparison per source x seed, and whether the mean margin reaches TARGET_MARGIN."""
+    paired comparison per source x seed, and whether the mean margin reaches TARGET_MARGIN.
+    `missing`: baselines without a like-for-like (post-processed) row in the table, so the check
+    does not cover them; for each one whose `w/o post-processing` row exists, `unprocessed` holds
+    the like-for-like comparison of both without post-processing."""
     out = {}
     for dataset, methods in table.items():
         baselines = [m for m in BASELINES if m in methods]
         if DEFAULT_METHOD not in methods or not baselines:
             continue
         best = max(baselines, key=lambda m: methods[m]["unseen_dice"])
-        cmp = dg_stats.compare({m: methods[m]["units"] for m in (best, DEFAULT_METHOD)}, best).get(DEFAULT_METHOD)
-        if cmp is None:
+        check = _margin(methods, DEFAULT_METHOD, best)
+        if check is None:
             continue
-        margin = methods[DEFAULT_METHOD]["unseen_dice"] - methods[best]["unseen_dice"]
-        out[dataset] = {"method": DEFAULT_METHOD, "best_baseline": best, "margin": margin, "target": TARGET_MARGIN,
-                        "met": bool(margin >= TARGET_MARGIN), "seeds": methods[DEFAULT_METHOD]["seeds"],
-                        "baseline_seeds": methods[best]["seeds"], "paired": cmp["unseen_dice"]}
+        check["missing"] = [m for m in BASELINES if m not in methods]
+        mine = DEFAULT_METHOD + UNPROCESSED
+        check["unprocessed"] = {m: c for m in check["missing"] if mine in methods and m + UNPROCESSED in methods
+                                for c in [_margin(methods, mine, m + UNPROCESSED)] if c is not None}
+        check["notes"] = missing_text(check)
+        out[dataset] = check
     return out
 
 
@@ -295,11 +398,31 @@ def target_markdown(check: dict | None) -> list[str]:
     if not check:
         return []
     c = check["paired"]
-    return [f"\nTarget: **{check['method']}** at least {check['target']:.2f} mean unseen Dice above the strongest "
-            f"baseline here, **{check['best_baseline']}**: margin {check['margin']:+.3f} "
-            f"(seeds {len(check['seeds'])} vs {len(check['baseline_seeds'])}) -> **{'met' if check['met'] else 'missed'}**; "
-            f"paired over {c['n']} source × seed units: {_ci(c, '{:+.3f}')}, "
-            f"{dg_stats.verdict_text(c, check['best_baseline'])}."]
+    out = [f"\nTarget: **{check['method']}** at least {check['target']:.2f} mean unseen Dice above the strongest "
+           f"baseline here, **{check['best_baseline']}**: margin {check['margin']:+.3f} "
+           f"(seeds {len(check['seeds'])} vs {len(check['baseline_seeds'])}) -> **{'met' if check['met'] else 'missed'}**; "
+           f"paired over {c['n']} source × seed units: {_ci(c, '{:+.3f}')}, "
+           f"{dg_stats.verdict_text(c, check['best_baseline'])}."]
+    out += [f"\n{line}" for line in check.get("notes", [])]
+    return out
+
+
+def missing_text(check: dict) -> list[str]:
+    """What the target check leaves out: baselines with no post-processed row (their units were
+    scored without it), with the like-for-like comparison of both sides without post-processing."""
+    lines = []
+    for m in check.get("missing", []):
+        if m not in EXTERNAL_ROWS:
+            continue
+        line = (f"Not compared: **{m}** (its units were scored without post-processing, unlike every other row; "
+                f"rescore/rerun with `python {EXTERNAL_ROWS[m]}`), so the target is unverified against it.")
+        u = check.get("unprocessed", {}).get(m)
+        if u:
+            line += (f" Like for like without post-processing on both sides, {u['method']} vs {u['best_baseline']}: "
+                     f"margin {u['margin']:+.3f} -> {'met' if u['met'] else 'missed'} (paired {_ci(u['paired'], '{:+.3f}')}, "
+                     f"{dg_stats.verdict_text(u['paired'], u['best_baseline'])}).")
+        lines.append(line)
+    return lines
 
 
 def _pm(row: dict, key: str, fmt: str = "{:.3f}") -> str:

@@ -94,6 +94,7 @@ def headline(dg: dict, speed: dict) -> list[str]:
             lines.append(f"  Target ({check['method']} ≥ strongest baseline + {check['target']:.2f}): strongest baseline "
                          f"{check['best_baseline']}, margin {check['margin']:+.3f} → **{'met' if check['met'] else 'missed'}** "
                          f"(paired {c['mean']:+.3f}, {c['n']} units).")
+            lines += [f"  {note}" for note in check.get("notes", [])]  # baselines the check does not cover
     train = speed["train"]
     size = min(r["size"] for r in train)
     base = next(r for r in train if r["size"] == size and r["model"].startswith("ERM"))

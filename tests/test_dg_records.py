@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -21,6 +23,9 @@ def _unit(runs: Path, method: str, seed: int, dice: float, threads: int | None =
     config = dg_table.unit_config("fundus", method, seed, quick=True, threads=threads)
     config.data.source, config.data.targets = ["Domain1"], ["Domain2"]  # as run_protocol saves a source run
     save_config(config, unit / "Domain1" / "config.yaml")
+    splits = dg_table.unit_splits("fundus", seed, True)["Domain1"]  # the cases the run trained on, as run.json keeps them
+    (unit / "Domain1" / "run.json").write_text(json.dumps({"sources": ["Domain1"], "train_cases": {"Domain1": splits["train"]},
+                                                           "val_cases": splits["val"]}))
     domains = {"Domain1": {"role": "source", "dice": {"rim": 0.9, "cup": 0.9, "mean": 0.9}, "hd95": {"mean": 2.0},
                            "cases": [1, 2, 3]},
                "Domain2": {"role": "target", "dice": {"rim": dice, "cup": dice, "mean": dice}, "hd95": {"mean": 5.0},
@@ -54,6 +59,12 @@ def test_a_record_of_another_config_or_an_older_scoring_is_not_used(tmp_path, mo
     old = json.loads(path.read_text())
     old["runs"]["Domain1"]["scoring"] = SCORING_VERSION - 1
     path.write_text(json.dumps(old))
+    vlsa = records / "fundus" / "vlsa" / "s0.json"
+    assert dg_table.collect(tmp_path / "empty", records, quick=True)[("fundus", "VLSA")]
+    other = json.loads(vlsa.read_text())
+    vlsa.write_text(json.dumps({**other, "splits": "0" * 16}))  # trained on other splits (another split rule)
+    assert ("fundus", "VLSA") not in dg_table.collect(tmp_path / "empty", records, quick=True)
+    vlsa.write_text(json.dumps(other))
     monkeypatch.setitem(dg_table.METHODS, "VLSA", ["model.em.k=32"])  # VLSA's default changed since
     assert dg_table.collect(tmp_path / "empty", records, quick=True) == {}
     # and a unit trained with the old config is not recorded under the new one
@@ -128,3 +139,43 @@ def test_the_committed_records_still_match_what_dg_table_would_train():
             continue
         key = json.loads(path.read_text())["key"]
         assert key == dg_table.expected_key(dataset, method, int(path.stem[1:]), quick=False), path
+
+
+def test_a_unit_of_an_unfinished_run_or_other_training_cases_is_not_used(tmp_path):
+    """Issue 30 rows 1 and 2: a run evaluated before its training finished, or trained on other
+    cases than the current splits give it, never enters the table or the records."""
+    runs, records = tmp_path / "runs", tmp_path / "units"
+    _unit(runs, "VLSA", 0, 0.8)
+    _unit(runs, "ERM U-Net", 0, 0.7)
+    protocol = runs / "fundus" / "vlsa" / "s0" / "protocol.json"
+    result = json.loads(protocol.read_text())
+    result["runs"]["Domain1"]["run_state"] = {"finished": False, "steps_done": 10, "steps": 20}
+    protocol.write_text(json.dumps(result))
+    info_path = runs / "fundus" / "erm_u_net" / "s0" / "Domain1" / "run.json"
+    info = json.loads(info_path.read_text())
+    info["train_cases"]["Domain1"] = info["train_cases"]["Domain1"][1:]  # one case less than the split gives
+    info_path.write_text(json.dumps(info))
+    assert dg_table.collect(runs, quick=True) == {}
+    dg_table.archive_units(runs, records, quick=True)
+    assert not (records / "fundus" / "erm_u_net").exists()
+    assert dg_table.collect(tmp_path / "empty", records, quick=True).get(("fundus", "VLSA")) is None
+
+
+def test_nnunet_units_scored_without_post_processing_are_their_own_row(tmp_path):
+    """Issue 30 row 5: nnU-Net units scored before its post-processing was decided are shown as
+    'nnU-Net v2 w/o post-processing' and kept out of the target check, which says so."""
+    units = {}
+    for method, dice in (("VLSA", 0.80), ("ERM U-Net", 0.70)):
+        _unit(tmp_path / "runs", method, 0, dice)
+    nn = tmp_path / "runs" / "fundus" / dg_table.slug("nnU-Net v2") / "s0"
+    nn.mkdir(parents=True)
+    domains = {"Domain1": {"role": "source", "dice": {"mean": 0.9}, "hd95": {"mean": 2.0}},
+               "Domain2": {"role": "target", "dice": {"mean": 0.78}, "hd95": {"mean": 9.0}}}
+    (nn / "protocol.json").write_text(json.dumps({"mode": "single-source", "runs": {"Domain1": {"domains": domains}}}))
+    units = dg_table.collect(tmp_path / "runs", quick=True)
+    assert ("fundus", "nnU-Net v2") not in units and ("fundus", "nnU-Net v2 w/o post-processing") in units
+    check = dg_table.target_check(dg_table.summarise(units))["fundus"]
+    assert check["best_baseline"] == "ERM U-Net" and check["missing"][-1] == "nnU-Net v2"
+    like = check["unprocessed"]["nnU-Net v2"]  # VLSA w/o post-processing (0.8) vs nnU-Net's 0.78
+    assert like["margin"] == pytest.approx(0.02) and like["met"] is False
+    assert any("Not compared: **nnU-Net v2**" in n for n in check["notes"])

@@ -123,7 +123,7 @@ def _predict(args) -> None:
     from vlsa.engine.predict import predict_paths
 
     written = predict_paths(args.run, args.input, args.output, overlay=args.overlay, device=args.device,
-                            values=args.values)
+                            values=args.values, postprocess=args.postprocess)
     what = "class indices 0, 1, .." if args.values == "index" else "the dataset's own mask values"
     print(f"wrote {len(written)} prediction(s) to {args.output} (pixel values: {what})")
 
@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "values (classes.yaml values, DoFE 255/128/0)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="cpu (default), cuda, or auto (cuda when present)")
+    p.add_argument("--postprocess", default="recorded", choices=["recorded", "on", "off"],
+                   help="recorded (default): the run's post-processing decision (postprocess.json, made at the "
+                        "end of training), as evaluation scored it; on/off: override it")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("protocol", help="run a DG protocol over all source choices", epilog=EPILOG,

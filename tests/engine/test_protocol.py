@@ -74,3 +74,26 @@ def test_metrics_from_an_older_scoring_are_recomputed_not_trusted(fundus_root, t
     again = run_one(cfg, tmp_path / "run", quiet=True)
     assert again["domains"] == fresh["domains"]  # re-evaluated from the checkpoint ...
     assert (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns == before  # ... not retrained
+
+
+def test_an_evaluated_interrupted_run_is_finished_not_read_back(fundus_root, tmp_path):
+    """Issue 30 row 1: `vlsa evaluate` on a run interrupted after its first validation writes a
+    current-scoring metrics.json; the protocol unit must still finish training, then score the
+    finished run (and say which checkpoint its numbers come from)."""
+    from vlsa.engine.evaluate import evaluate_run
+    from vlsa.engine.protocol import run_one
+    from vlsa.engine.train import finished_steps, train
+
+    cfg = build_config({}, tiny_overrides(fundus_root, steps=9))
+    run = tmp_path / "run"
+    train(cfg, run, stop_at=3, quiet=True)
+    early = evaluate_run(run, quiet=True)
+    assert finished_steps(run) == 3
+    result = run_one(cfg, run, quiet=True)
+    assert finished_steps(run) == 9  # training continued instead of returning the step-3 metrics
+    state = result["run_state"]
+    assert state["finished"] and state["steps_done"] == 9
+    assert early["run_state"]["finished"] is False
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["run_state"] == state and result["postprocess"]["checkpoint"] == state["checkpoint"]
+    assert run_one(cfg, run, quiet=True) == result  # a finished, current evaluation is read back

@@ -9,10 +9,16 @@ For one dataset x seed x source domain (a *unit*, in its own folder):
    (`vlsa.baselines.nnunet_worker`);
 3. read nnU-Net's prediction files with vlsa's readers and score them with vlsa's metrics
    (`vlsa.engine.inference.score`: per image for 2D data, per volume for slices) against the
-   samples the other rows are scored on -> `metrics.json` of the same shape `vlsa evaluate` writes.
+   samples the other rows are scored on -> `metrics.json` of the same shape `vlsa evaluate` writes;
+4. post-processing (vlsa.postprocess) by the rule every engine row gets (`eval.postprocess: auto`,
+   `vlsa.engine.postprocessing.choose`), decided on nnU-Net's own validation fold (the source
+   validation cases, predicted by nnU-Net too): `domains` holds the chosen numbers,
+   `domains_postprocess_on` / `_off` both, `postprocess` the decision and its validation Dice.
 
 A finished unit (its metrics.json) is read back, not redone, and every nnU-Net step is skipped
-when its output exists, so an interrupted row continues where it stopped. `run_row` writes
+when its output exists, so an interrupted row continues where it stopped; a unit scored before
+post-processing was decided (no `postprocess` key) is scored again, which only predicts the
+validation fold when nnU-Net's trained model is still in the unit folder. `run_row` writes
 `protocol.json` in the shape of `vlsa.engine.protocol.run_protocol`, which benchmarks/dg_table.py
 collects. Needs `pip install 'vlsa[nnunet]'` (nnunetv2).
 """
@@ -34,7 +40,7 @@ import numpy as np
 
 from vlsa.data.export_nnunet import export_nnunet, write_cases
 from vlsa.data.io import load_mask, read_nifti
-from vlsa.data.splits import hash_split
+from vlsa.data.splits import hash_pick
 from vlsa.engine.geometry import labels_to_original
 from vlsa.engine.inference import score
 from vlsa.engine.protocol import dice_matrix, protocol_markdown
@@ -43,6 +49,7 @@ from vlsa.utils.atomic import write_json, write_text
 
 ROW = "nnU-Net v2"
 DATASET_ID = 500
+VALIDATION = "source-validation"  # the inputs/predictions folder of nnU-Net's validation fold
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,38 @@ def export_inputs(reader, unit: Path, domains: list[str]) -> dict[str, Path]:
     return folders
 
 
+def export_validation(raw: Path, unit: Path, val_cases: list[str]) -> Path:
+    """The validation fold's images (copied from the exported raw dataset) as a prediction input."""
+    folder = unit / "inputs" / VALIDATION
+    if not folder.is_dir():
+        tmp = unit / "inputs" / f".{VALIDATION}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "imagesTr").mkdir(parents=True)
+        wanted = set(val_cases)
+        for image in sorted((raw / "imagesTr").iterdir()):
+            case = image.name.rsplit("_", 1)[0]  # <case>_XXXX<ending>
+            if case in wanted:
+                shutil.copy(image, tmp / "imagesTr" / image.name)
+        os.replace(tmp, folder)
+    return folder
+
+
+def postprocess_decision(reader, source: str, folder: Path, val_fraction: float, seed: int) -> dict:
+    """The engine rows' post-processing rule (`vlsa.engine.postprocessing.choose`) on nnU-Net's
+    predictions of the source validation cases (its fold 0 validation split)."""
+    from vlsa.engine.data import split_train_val
+    from vlsa.engine.postprocessing import RULE, choose
+
+    spec = reader.spec
+    _, val = split_train_val(list(reader.samples(source, "train")), val_fraction, seed)
+    decision = {"mode": "auto", "rule": RULE, "decided_on": "nnU-Net's fold-0 validation cases (the source "
+                "validation split every row holds out)", "val_cases": len({s.group for s in val})}
+    if not val:
+        return decision | {"applied": False, "reason": "no source validation split"}
+    preds = load_predictions(val, folder, spec.volumetric, spec.num_classes)
+    return decision | choose(SimpleNamespace(samples=val), preds, spec)
+
+
 def write_splits(raw: Path, path: Path, val_fraction: float, seed: int) -> Path:
     """nnU-Net's splits_final.json with one fold: the validation cases every other row holds out.
 
@@ -118,7 +157,7 @@ def write_splits(raw: Path, path: Path, val_fraction: float, seed: int) -> Path:
 
     with open(raw / "domains.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    val_subjects = hash_split([r["subject"] for r in rows], val_fraction, salt=f"val-{seed}")
+    val_subjects = hash_pick([r["subject"] for r in rows], val_fraction, salt=f"val-{seed}")
     val = [r["case"] for r in rows if r["subject"] in val_subjects]
     train = [r["case"] for r in rows if r["subject"] not in val_subjects]
     write_json(path, [{"train": train, "val": val or train}])
@@ -172,7 +211,14 @@ def read_record(record: Path | None, budget: Budget) -> dict | None:
         result = json.loads(record.read_text())
     except (OSError, ValueError):
         return None
-    return result if result.get("budget") == budget.as_dict() and result.get("scoring") == SCORING_VERSION else None
+    current = result.get("budget") == budget.as_dict() and result.get("scoring") == SCORING_VERSION
+    return result if current and scored_like_the_engine(result) else None
+
+
+def scored_like_the_engine(result: dict) -> bool:
+    """Whether a unit result carries the post-processing decision every engine row's has (units
+    scored before it existed hold the numbers without post-processing only)."""
+    return "applied" in (result.get("postprocess") or {})
 
 
 def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed: int = 0, threads: int = 1,
@@ -183,7 +229,9 @@ def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed
     from vlsa.engine.inference import SCORING_VERSION
 
     if (unit / "metrics.json").is_file():
-        return json.loads((unit / "metrics.json").read_text())
+        done = json.loads((unit / "metrics.json").read_text())
+        if scored_like_the_engine(done):
+            return done
     recorded = read_record(record, budget)
     if recorded is not None:
         write_json(unit / "metrics.json", recorded)
@@ -196,16 +244,23 @@ def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed
     if not raw.is_dir():
         export_nnunet(reader, raw, domains=[source], splits=["train"])
     splits = write_splits(raw, unit / "splits_final.json", val_fraction, seed)
-    outputs = run_nnunet(unit, export_inputs(reader, unit, domains), budget, seed, threads, splits)
+    inputs = export_inputs(reader, unit, domains)
+    inputs[VALIDATION] = export_validation(raw, unit, json.loads(splits.read_text())[0]["val"])
+    outputs = run_nnunet(unit, inputs, budget, seed, threads, splits)
     spec = reader.spec
+    decision = postprocess_decision(reader, source, outputs[VALIDATION], val_fraction, seed)
     result = {"dataset": dataset, "source": [source], "units": "mm" if spec.volumetric else "px",
               "unit_of_evaluation": "volume" if spec.volumetric else "image", "method": ROW,
-              "budget": budget.as_dict(), "scoring": SCORING_VERSION, "domains": {}}
+              "budget": budget.as_dict(), "scoring": SCORING_VERSION, "postprocess": decision,
+              "domains": {}, "domains_postprocess_off": {}, "domains_postprocess_on": {}}
     for domain in domains:
         samples = list(reader.samples(domain, "test"))
         preds = load_predictions(samples, outputs[domain], spec.volumetric, spec.num_classes)
-        agg = score(SimpleNamespace(samples=samples), preds, spec).aggregate()
-        result["domains"][domain] = {"role": "source" if domain == source else "target", **agg}
+        role = "source" if domain == source else "target"
+        for on in (False, True):  # both, as `vlsa evaluate` records them
+            agg = score(SimpleNamespace(samples=samples), preds, spec, postprocess=on).aggregate()
+            result[f"domains_postprocess_{'on' if on else 'off'}"][domain] = {"role": role, **agg}
+        result["domains"][domain] = result[f"domains_postprocess_{'on' if decision['applied'] else 'off'}"][domain]
     result["wall_s"] = round(time.perf_counter() - start, 1)
     write_json(unit / "metrics.json", result)
     if record is not None:
@@ -215,7 +270,10 @@ def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed
 
 def finished(out: str | Path, sources: list[str], budget: Budget, records: Path | None = None) -> bool:
     """Whether every source unit of a row under `out` is done (on disk or in `records`)."""
-    return all((Path(out) / s / "metrics.json").is_file() or read_record(records and records / f"{s}.json", budget)
+    def done(unit: Path) -> bool:
+        return unit.is_file() and scored_like_the_engine(json.loads(unit.read_text()))
+
+    return all(done(Path(out) / s / "metrics.json") or read_record(records and records / f"{s}.json", budget)
                for s in sources)
 
 

@@ -1,4 +1,4 @@
-"""Generic dataset for a user's own data.
+r"""Generic dataset for a user's own data.
 
 Layout:
     <root>/classes.yaml
@@ -12,16 +12,31 @@ classes.yaml:
         value: 255         # the pixel value of this class in the mask files
         description: "an irregular bright mass ..."   # text prompt (optional)
 
+    subject_pattern: '^(?P<subject>.+)_\d+$'   # optional, see "Subjects" below
+
 Label indices follow the order of `classes` (first class -> 1). NIfTI volumes are split into 2D
 slices along the last axis by the same preprocessing as M&Ms and `vlsa predict`
 (`vlsa.data.resample.volume_planes`: in-plane resampling to `data.spacing`, per-slice percentile
 normalisation); a dataset of volumes is volumetric: Dice/HD95/ASD per 3D volume, in mm, against
-the original annotation. Splits: per domain, a salted hash of
-the image name sends `test_fraction` of the images to `test` (see `vlsa.data.splits`).
+the original annotation.
+
+Splits: per domain, a salted hash of each image's *subject* sends `test_fraction` of the subjects
+to `test` (`vlsa.data.splits.hash_split`, salt 'folder-test'), and the source validation split
+holds out whole subjects too. Subjects: images that are slices or views of one patient must share
+a subject key, or the patient lands in train and test. The key is, in this order:
+  - `subjects.csv` at the root (columns `image,subject`, optional `domain`; `image` is the file
+    name without suffix): every image must be listed;
+  - `subject_pattern` in classes.yaml: a regex searched in the image name (the named group
+    `subject`, else group 1, else the whole match), e.g. '^(?P<subject>.+)_\d+$' for
+    `<patient>_<k>.png`; an image it does not match is an error naming it;
+  - else the image name (each image its own subject). `vlsa verify` (and training) then warn when
+    names look like numbered slices of fewer subjects (`p1_0.png`, `p1_1.png`, ...).
 """
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +52,10 @@ from vlsa.data.sample import Sample
 from vlsa.data.spec import DatasetSpec
 from vlsa.data.splits import hash_split
 from vlsa.errors import DataError
+
+SUBJECTS_CSV = "subjects.csv"
+# `<subject><sep><number>`, `<subject><sep>slice|sl|z|frame<number>`: names of numbered slices (`p1_0`, `case01_z03`)
+SLICE_NAME = re.compile(r"^(?P<subject>.+?)[_\-. ]+(?:slice|sl|z|frame)?[_\-. ]*\d+$", re.IGNORECASE)
 
 
 def load_classes(path: Path) -> tuple[DatasetSpec, dict[int, int]]:
@@ -79,12 +98,62 @@ def load_classes(path: Path) -> tuple[DatasetSpec, dict[int, int]]:
     return spec, values
 
 
+def load_subject_pattern(path: Path) -> re.Pattern | None:
+    """classes.yaml's optional `subject_pattern`, compiled (DataError naming the file if invalid)."""
+    doc = yaml.safe_load(path.read_text()) or {}
+    pattern = doc.get("subject_pattern")
+    if pattern is None:
+        return None
+    try:
+        return re.compile(str(pattern))
+    except re.error as exc:
+        raise DataError(path, f"subject_pattern {pattern!r} is not a valid regex ({exc})") from None
+
+
+def read_subjects_csv(path: Path) -> dict[tuple[str | None, str], str]:
+    """subjects.csv -> {(domain or None, image name): subject}."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip() for f in (reader.fieldnames or [])]
+        if "image" not in fields or "subject" not in fields:
+            raise DataError(path, f"header must have 'image' and 'subject' columns, got {fields}")
+        out: dict[tuple[str | None, str], str] = {}
+        for line, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            image, subject = stem(row.get("image", "")), row.get("subject", "")
+            if not image or not subject:
+                raise DataError(path, f"line {line}: empty image or subject")
+            key = (row.get("domain") or None, image)
+            if key in out:
+                raise DataError(path, f"line {line}: image {image} listed twice")
+            out[key] = subject
+    return out
+
+
+def slice_like_groups(names: list[str]) -> dict[str, list[str]]:
+    """Names that look like numbered slices of fewer subjects: prefix -> names, for prefixes shared
+    by 2+ names; {} when all names share one prefix (`img_001`, `img_002`: a counter, not subjects)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        m = SLICE_NAME.match(name)
+        if m:
+            groups.setdefault(m.group("subject"), []).append(name)
+    shared = {k: v for k, v in groups.items() if len(v) >= 2}
+    return shared if len(groups) >= 2 else {}
+
+
 class FolderReader:
     """A user's dataset: one folder per domain with images/ and masks/."""
+
+    test_split = ("per domain, vlsa.data.splits.hash_split of the subject (subjects.csv, classes.yaml "
+                  "subject_pattern, else the image name; salt 'folder-test', data.test_fraction)")
 
     def __init__(self, root: str | Path, test_fraction: float = 0.3, spacing: float | None = None):
         self.root = existing_root(root)
         self.spec, self.values = load_classes(self.root / "classes.yaml")
+        self.subject_pattern = load_subject_pattern(self.root / "classes.yaml")
+        csv_path = self.root / SUBJECTS_CSV
+        self.subjects = read_subjects_csv(csv_path) if csv_path.is_file() else None
         self.test_fraction = test_fraction
         self.spacing = spacing
         if self._has_volumes():
@@ -111,15 +180,52 @@ class FolderReader:
         images = data_files(image_dir)
         if not images:
             raise DataError(image_dir, f"empty domain: no images for {domain}")
-        test = hash_split([stem(p) for p in images], self.test_fraction, salt="folder-test")
+        subject = {p: self.subject_of(domain, p) for p in images}
+        test = hash_split(subject.values(), self.test_fraction, salt="folder-test")
         pairs = []
         for image in images:
-            if (stem(image) in test) != (split == "test"):
+            if (subject[image] in test) != (split == "test"):
                 continue
             pairs.append((image, find_mask(mask_dir, image)))
         if not pairs:
             raise DataError(image_dir, f"empty domain: no {split} images for {domain}")
         return pairs
+
+    def subject_of(self, domain: str, image: Path) -> str:
+        """The subject key of an image (see the module doc): subjects.csv, subject_pattern, or its name."""
+        name = stem(image)
+        if self.subjects is not None:
+            found = self.subjects.get((domain, name), self.subjects.get((None, name)))
+            if found is None:
+                raise DataError(self.root / SUBJECTS_CSV, f"image {domain}/images/{image.name} has no row "
+                                                          f"(add '{name},<subject>')")
+            return found
+        if self.subject_pattern is not None:
+            m = self.subject_pattern.search(name)
+            if m is None:
+                raise DataError(image, f"subject_pattern {self.subject_pattern.pattern!r} (classes.yaml) does not "
+                                       "match this image's name")
+            if "subject" in self.subject_pattern.groupindex:
+                return m.group("subject")
+            return m.group(1) if self.subject_pattern.groups else m.group(0)
+        return name
+
+    def split_warnings(self, domains: list[str]) -> list[str]:
+        """Without a subject key: one line per domain whose image names look like numbered slices of
+        fewer subjects, which the per-image split would scatter over train and test."""
+        if self.subjects is not None or self.subject_pattern is not None:
+            return []
+        out = []
+        for domain in domains:
+            folder = self.root / domain / "images"
+            groups = slice_like_groups([stem(p) for p in data_files(folder)]) if folder.is_dir() else {}
+            if groups:
+                prefix, names = next(iter(groups.items()))
+                out.append(f"{folder}: image names look like slices of {len(groups)} subjects (e.g. "
+                           f"{', '.join(names[:2])} share {prefix!r}), but each image is split on its own, so a "
+                           f"subject's slices can land in train and test; give the subjects in {SUBJECTS_CSV} or "
+                           "classes.yaml subject_pattern")
+        return out
 
     def _labels(self, mask: np.ndarray, path: Path) -> np.ndarray:
         values = np.unique(mask)
@@ -142,7 +248,7 @@ class FolderReader:
                 image=chw,
                 label=self._labels(mask, mask_path),
                 domain=domain,
-                case_id=stem(image_path),
+                case_id=self.subject_of(domain, image_path),  # validation holds out whole subjects too
                 name=stem(image_path),
             )
 
@@ -164,7 +270,7 @@ class FolderReader:
                 image=img,
                 label=lab,
                 domain=domain,
-                case_id=name,
+                case_id=self.subject_of(domain, image_path),
                 name=f"{name}_z{z:03d}",
                 volume_id=name,
                 slice_index=z,

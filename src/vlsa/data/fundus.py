@@ -90,6 +90,7 @@ class DoFEReader:
     """Fundus OD/OC in the DoFE 4-domain layout."""
 
     spec = FUNDUS
+    test_split = "as distributed: each site's train/ and test/ folders"
 
     def __init__(self, root: str | Path):
         self.root = existing_root(root)
@@ -125,6 +126,7 @@ class RigaReader:
     """Fundus OD/OC in the RIGA+ layout (csv lists of image,mask paths relative to the root)."""
 
     spec = FUNDUS
+    test_split = "per site, vlsa.data.splits.hash_split of the case (salt 'riga-test', data.test_fraction)"
 
     def __init__(self, root: str | Path, test_fraction: float = 0.3):
         self.root = existing_root(root)

@@ -181,6 +181,9 @@ def verify(reader, domains: list[str], splits=("train", "test"), allow_empty: tu
     domain of `sources` without train cases, and when nothing at all is readable.
     """
     summaries = []
+    # a reader that can tell that its split may separate one subject's images says so (folder)
+    for warning in getattr(reader, "split_warnings", lambda _: [])(domains):
+        log.warning("%s", warning)
     for domain in domains:
         for split in splits:
             try:

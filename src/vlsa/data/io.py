@@ -11,6 +11,9 @@ Images (photographs, scans) -> `load_image`: float32 C x H x W in [0, 1].
     data are scaled by the image's own range (min -> 0, max -> 1) *before* any 8-bit step, so a
     12-bit image in a 16-bit file does not saturate. EXIF orientation is applied (the image as
     every viewer and annotation tool shows it). Multi-page TIFFs and NaN/Inf pixels are refused.
+    `vlsa predict` writes a label map on the input's *stored* pixel grid with the input's EXIF
+    orientation tag (`to_stored_grid`, `write_png(orientation=)`): pixel (r, c) of the file labels
+    stored pixel (r, c) of the input, and a viewer (or `load_mask`) turns both the same way.
 Masks -> `load_mask`: int64 H x W of the label values the file stores.
     1 -> 0/255 (black/white); L, I;16*, I -> values; P -> the stored palette indices, never the
     display colours; F -> values, which must be integers; RGB -> the grey level when R = G = B
@@ -158,6 +161,27 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (2..8) to an H x W (x C) array."""
     op = _ORIENT.get(orientation)
     return pixels if op is None else np.ascontiguousarray(op(pixels))
+
+
+# the inverse of each: mirrors (2, 4), the half turn (3) and the two diagonal reflections (5, 7) undo
+# themselves; the quarter turns (6, 8) undo each other
+_UNORIENT = {**_ORIENT, 6: _ORIENT[8], 8: _ORIENT[6]}
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of a 2D image file (1 = as stored, also when there is none)."""
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(0x0112, 1) or 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"cannot read image ({exc.__class__.__name__}: {exc})") from None
+
+
+def to_stored_grid(array: np.ndarray, orientation: int) -> np.ndarray:
+    """An H x W (x C) array on the image as displayed (`load_image` applies the EXIF orientation)
+    -> the same array on the file's stored pixel grid: the inverse of the orientation."""
+    op = _UNORIENT.get(orientation)
+    return array if op is None else np.ascontiguousarray(op(array))
 
 
 def _unit_range(pixels: np.ndarray) -> np.ndarray:
@@ -397,9 +421,15 @@ def write_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray, header=N
         nib.save(img, str(tmp))
 
 
-def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Write a uint8 PNG atomically."""
+def write_png(path: str | Path, array: np.ndarray, orientation: int = 1) -> None:
+    """Write a uint8 PNG atomically; `orientation` 2..8: with that EXIF orientation tag (eXIf chunk),
+    so viewers (and `load_mask`) turn it as they turn the image it belongs to."""
     from vlsa.utils.atomic import atomic_path
 
+    extra = {}
+    if orientation != 1:
+        exif = Image.Exif()
+        exif[0x0112] = int(orientation)
+        extra["exif"] = exif
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", **extra)

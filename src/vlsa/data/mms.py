@@ -72,6 +72,7 @@ class MMSReader:
     """M&Ms cine short-axis MRI -> 2D ED/ES slices grouped per volume."""
 
     spec = CARDIAC
+    test_split = "per vendor, vlsa.data.splits.hash_split of the case code (salt 'mms-test', data.test_fraction)"
 
     def __init__(self, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3):
         root = existing_root(root)

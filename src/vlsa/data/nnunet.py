@@ -18,8 +18,10 @@ salted hash of the subject (`test_fraction` to test), as in the other readers.
 2D files (`.png`, `.bmp`, `.tif`) are decoded by `vlsa.data.io` like every reader's: 8-bit
 images / 255, deeper ones by their own range to [0, 1]; label files hold the label values. 3D files (`.nii.gz`,
 `.nii` through nibabel; `.nrrd`, `.mha`, `.mhd`, `.nhdr` through SimpleITK) are split into 2D
-slices along the last axis, resampled in-plane to `spacing` mm when given, normalised per slice
-like the M&Ms reader and grouped per volume (`volume_id` = case) for per-volume metrics.
+slices along the last axis by `vlsa.data.resample.volume_planes`, the preprocessing of the M&Ms
+reader and `vlsa predict` (in-plane resampling to `spacing` mm when given, per-slice percentile
+normalisation), and grouped per volume (`volume_id` = case) for per-volume metrics; each slice keeps
+its annotation on the original grid, which Dice/HD95 are scored against in mm of the original spacing.
 
 Region-based labels (a label mapped to a list of values, `regions_class_order`) and nnU-Net's
 `ignore` label are refused: vlsa trains a softmax over mutually exclusive labels. A dataset
@@ -41,7 +43,7 @@ import numpy as np
 
 from vlsa.data.integrity import plausible
 from vlsa.data.io import existing_root, load_image, load_mask, read_nifti
-from vlsa.data.resample import normalise_percentile, resample_plane
+from vlsa.data.resample import volume_planes
 from vlsa.data.sample import Sample
 from vlsa.data.sitk_io import read_sitk
 from vlsa.data.spec import DatasetSpec
@@ -184,6 +186,9 @@ def read_domains_csv(path: Path) -> dict[str, dict[str, str]]:
 class NNUNetReader:
     """An nnU-Net v2 raw dataset (imagesTr/labelsTr) with one domain per case."""
 
+    test_split = ("domains.csv's split column where given, else per domain vlsa.data.splits.hash_split of the "
+                  "subject (salt 'nnunet-test', data.test_fraction)")
+
     def __init__(self, root: str | Path, spacing: float | None = None, test_fraction: float = 0.3,
                  domain_pattern: str | None = None):
         self.root = existing_root(root)
@@ -305,6 +310,9 @@ class NNUNetReader:
         return data, affine, tuple(zooms[:3]) if len(zooms) >= 3 else (*zooms, 1.0)
 
     def _volume_samples(self, case: NNUNetCase) -> Iterator[Sample]:
+        """Slices through `volume_planes`, the preprocessing of every volumetric reader and of
+        `vlsa predict`: each keeps its annotation on the original grid (`original_label`), which
+        Dice/HD95 are scored against in mm of the original spacing."""
         channels, affine, zooms = [], None, None
         for p in case.images:
             data, a, z = self._read_volume(p)
@@ -317,15 +325,13 @@ class NNUNetReader:
             raise DataError(case.label, f"label shape {label.shape} differs from image shape {channels[0].shape}")
         label = self._check_labels(label, case.label)
         spacing = (float(zooms[0]), float(zooms[1]))
-        target = spacing if self.spacing is None else (self.spacing, self.spacing)
-        for z in range(label.shape[2]):
-            planes = []
-            for vol in channels:
-                plane = resample_plane(vol[:, :, z].astype(np.float32), spacing, target, order=1)
-                planes.append(plane if self.info.normalised else normalise_percentile(plane))
+        norm = not self.info.normalised
+        first = volume_planes(channels[0], zooms, self.spacing, label, normalise=norm)
+        others = [volume_planes(vol, zooms, self.spacing, normalise=norm) for vol in channels[1:]]
+        for z, ((img, lab, original, target), *more) in enumerate(zip(first, *others)):
             yield Sample(
-                image=np.stack(planes).astype(np.float32),
-                label=resample_plane(label[:, :, z], spacing, target, order=0).astype(np.int64),
+                image=np.concatenate([img, *(m[0] for m in more)]).astype(np.float32),
+                label=lab,
                 domain=case.domain,
                 case_id=case.subject,
                 name=f"{case.case}_z{z:02d}",
@@ -334,6 +340,8 @@ class NNUNetReader:
                 spacing=target,
                 slice_thickness=float(zooms[2]),
                 affine=affine,
+                original_label=original,
+                original_spacing=spacing,
                 meta={"original_spacing": spacing, "original_shape": label.shape[:2]},
             )
 

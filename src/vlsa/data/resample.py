@@ -40,7 +40,8 @@ def normalise_percentile(image: np.ndarray, low: float = 0.5, high: float = 99.5
     return ((np.clip(image, lo, hi) - lo) / (hi - lo)).astype(np.float32)
 
 
-def volume_planes(volume: np.ndarray, zooms, target_mm: float | None, labels: np.ndarray | None = None):
+def volume_planes(volume: np.ndarray, zooms, target_mm: float | None, labels: np.ndarray | None = None,
+                  normalise: bool = True):
     """The one preprocessing of volumes, shared by readers (training, evaluation) and prediction.
 
     volume: X x Y x Z array (a 2D array is one plane); zooms: its voxel sizes in mm; target_mm:
@@ -50,6 +51,7 @@ def volume_planes(volume: np.ndarray, zooms, target_mm: float | None, labels: np
     0.5-99.5 percentile clip and min-max), label h x w int64 resampled nearest (or None), the
     annotation on its own grid X x Y uint8 when the plane was resampled (else None: `label` is
     it), target spacing (row, col) mm). Predictions go back with `vlsa.engine.geometry.to_original`.
+    normalise=False keeps the intensities (data vlsa wrote already normalised, `vlsa export nnunet`).
     """
     if volume.ndim == 2:
         volume = volume[..., None]
@@ -63,4 +65,4 @@ def volume_planes(volume: np.ndarray, zooms, target_mm: float | None, labels: np
             lab = resample_plane(labels[:, :, z], spacing, target, order=0).astype(np.int64)
             if lab.shape != labels.shape[:2] or target != spacing:
                 original = np.ascontiguousarray(labels[:, :, z]).astype(np.uint8 if labels.max() < 256 else np.int32)
-        yield normalise_percentile(img)[None], lab, original, target
+        yield (normalise_percentile(img) if normalise else img)[None], lab, original, target

@@ -17,7 +17,7 @@ import torch
 
 from vlsa.data.domains import check_domains, open_reader
 from vlsa.data.sample import Sample
-from vlsa.data.splits import hash_split
+from vlsa.data.splits import hash_pick
 from vlsa.engine.geometry import Geometry, geometry_for, normalise, to_model
 from vlsa.errors import ConfigError, DataError
 
@@ -259,8 +259,9 @@ def prepare(samples: list[Sample], config, spec) -> Prepared:
 
 
 def split_train_val(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Hold out whole cases (all slices of a subject) of the source domains for validation."""
-    val_cases = hash_split([s.case_id for s in samples], fraction, salt=f"val-{seed}")
+    """Hold out whole cases (all slices of a subject) of the source domains for validation:
+    exactly round(fraction * n) cases by salted hash (`vlsa.data.splits.hash_pick`)."""
+    val_cases = hash_pick([s.case_id for s in samples], fraction, salt=f"val-{seed}")
     train = [s for s in samples if s.case_id not in val_cases]
     val = [s for s in samples if s.case_id in val_cases]
     return train, val

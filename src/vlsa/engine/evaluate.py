@@ -197,15 +197,20 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     if external:
         result["target_datasets"] = {t.name: t.record() for t in external}
     from vlsa.engine.postprocessing import decide
+    from vlsa.engine.runstate import check_no_training_cases, run_state, split_rule
 
     dev = resolve_device(device, "--device")  # once: load_run already accepted it
     pp = decide(run_dir, config, spec, model, dev)
     result["postprocess"] = pp
+    # what these numbers were computed from: reused (protocols) only while both match a finished run
+    result["run_state"], result["split_rule"] = run_state(run_dir), split_rule(reader, config)
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
     for key in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         entry = plan[key]
         samples = split_samples(entry.reader, entry.domain, entry.split or split)
+        if entry.reader is reader:  # the run's own dataset: its test split must not hold a training case
+            check_no_training_cases(run_dir, entry.domain, samples)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
         native, small = predict_prepared(model, prepared, config.eval.batch_size, dev)

@@ -1,5 +1,6 @@
 """Prediction on files: PNG/JPEG in -> label PNG out (same size and name, pixel = class index, or
-the dataset's own mask values with `values='dataset'`);
+the dataset's own mask values with `values='dataset'`; an input with an EXIF orientation gets a
+label on its stored pixel grid carrying the same orientation tag);
 NIfTI in -> NIfTI out with the input's shape and affine (slices resampled to the model's spacing
 and back)."""
 
@@ -11,7 +12,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vlsa.data.io import is_image, is_nifti, load_image, read_nifti, stem, write_nifti, write_png
+from vlsa.data.io import (
+    exif_orientation,
+    is_image,
+    is_nifti,
+    load_image,
+    read_nifti,
+    stem,
+    to_stored_grid,
+    write_nifti,
+    write_png,
+)
 from vlsa.data.resample import normalise_percentile, volume_planes
 from vlsa.engine.data import model_input
 from vlsa.engine.evaluate import load_run
@@ -61,12 +72,15 @@ def check_no_overlap(inputs: list[str | Path], output: str | Path) -> None:
 
 
 class Predictor:
-    def __init__(self, run_dir: str | Path, device: str = "cpu"):
+    def __init__(self, run_dir: str | Path, device: str = "cpu", postprocess: str = "recorded"):
+        """postprocess: 'recorded' (the run's decision, postprocess.json; VlsaError when there is
+        none and the data to make it is absent), 'on' or 'off'."""
         self.config, self.spec, self.model = load_run(run_dir, device=device)
         self.device = resolve_device(device, "--device")  # "auto" -> cuda when present, as in training
-        from vlsa.engine.postprocessing import decide
+        from vlsa.engine.postprocessing import recorded
 
-        self.postprocess = decide(run_dir, self.config, self.spec, self.model, self.device)["applied"]
+        self.postprocess = recorded(run_dir, self.config, self.spec, self.model, self.device,
+                                    choice=None if postprocess == "recorded" else postprocess)
 
     def _labels(self, planes: list[np.ndarray], original: tuple[int, int] | None = None, volumes: int = 0):
         """C x H x W float planes -> (H x W label maps on each plane's own grid, H0 x W0 label maps
@@ -149,7 +163,7 @@ def run_mask_values(run_dir: str | Path, predictor: Predictor) -> tuple[int, ...
 
 
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
-                  quiet: bool = False, values: str = "index") -> list[Path]:
+                  quiet: bool = False, values: str = "index", postprocess: str = "recorded") -> list[Path]:
     """Write one label file per input into `output`. values='index': pixel = class index (0, 1, ..);
     values='dataset': the training dataset's own mask values (e.g. DoFE 255/128/0, classes.yaml's).
     Raises DataError when `output` overlaps an input or two inputs share an output name."""
@@ -157,7 +171,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
 
     check_no_overlap(inputs, output)
     files = collect_inputs(inputs)
-    predictor = Predictor(run_dir, device=device)
+    predictor = Predictor(run_dir, device=device, postprocess=postprocess)
     lut = np.arange(predictor.spec.num_classes, dtype=np.uint8)
     if values == "dataset":
         lut = np.asarray(run_mask_values(run_dir, predictor), dtype=np.uint8)
@@ -185,7 +199,10 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         else:
             image, labels = done.pop(path)
             target = output / f"{name}.png"
-            write_png(target, lut[labels])
+            # the input's stored pixel grid and its EXIF orientation: "same size as the input" holds for
+            # the stored pixels, and viewers turn label and image alike (the overlay is drawn as displayed)
+            orientation = exif_orientation(path)
+            write_png(target, lut[to_stored_grid(labels, orientation)], orientation=orientation)
             if overlay:
                 write_png(output / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
         written.append(target)

@@ -8,8 +8,9 @@ lodo held out like the others but never trained on. Every run also evaluates the
 one single-source run. Regions a target does not annotate are left out of its means.
 A run folder is reused only with the config digest it was made with; rerunning into the same --out
 with another config stops with a one-line error naming the differing keys (no silent old metrics);
-a finished run whose metrics.json was written by an older scoring (`SCORING_VERSION`) is evaluated
-again from its checkpoint, not retrained.
+a finished run whose metrics.json was written by an older scoring (`SCORING_VERSION`), or before
+its training finished, or for another checkpoint, is evaluated again (after finishing its training),
+never read back (`vlsa.engine.runstate.reusable`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vlsa.data.domains import protocol_splits
 from vlsa.engine.data import open_configured, open_target_datasets, resolve_roots, trainable_domains
 from vlsa.engine.evaluate import evaluate_run, read_metrics
 from vlsa.engine.inference import SCORING_VERSION
+from vlsa.engine.runstate import reusable, run_state
 from vlsa.engine.train import finished_steps, train
 from vlsa.errors import DataError, VlsaError
 from vlsa.metrics import NOT_ANNOTATED, is_number
@@ -52,15 +54,17 @@ def check_same_config(config: Config, run_dir: Path) -> None:
 
 def run_one(config: Config, run_dir: Path, quiet: bool = False) -> dict:
     """Train (or resume) and evaluate one run; a finished run made with the same config is read
-    back, not redone; a folder made with another config is an error (`check_same_config`)."""
+    back, not redone; a folder made with another config is an error (`check_same_config`).
+    metrics.json is read back only when it was computed on the finished run with its current
+    checkpoint and post-processing decision (`vlsa.engine.runstate.reusable`): an evaluation of an
+    interrupted run (`vlsa evaluate` after the first validation) is not the unit's result, the
+    training is continued first; a finished run scored by older code is evaluated again."""
     check_same_config(config, run_dir)
-    if (run_dir / "metrics.json").is_file():
-        metrics = read_metrics(run_dir)
-        if metrics.get("scoring") == SCORING_VERSION:
-            return metrics
-        if (run_dir / "checkpoints" / "best.pt").is_file():  # scored by older code: score again
-            return evaluate_run(run_dir, quiet=True)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    if resume and (run_dir / "metrics.json").is_file():
+        state, metrics = run_state(run_dir), read_metrics(run_dir)
+        if metrics.get("scoring") == SCORING_VERSION and reusable(metrics, state):
+            return metrics
     if not resume or finished_steps(run_dir) < config.train.steps:  # trained but not yet evaluated: evaluate
         train(None if resume else config, run_dir, resume=resume, quiet=quiet)
     return evaluate_run(run_dir, quiet=True)

@@ -43,6 +43,7 @@ from vlsa.engine.data import (
 from vlsa.engine.inference import predict_prepared, score
 from vlsa.engine.run_folder import finished_steps, resume_state
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
+from vlsa.engine.runstate import training_cases
 from vlsa.engine.signals import StopSignals
 from vlsa.errors import ConfigError, Interrupted, VlsaError
 from vlsa.losses import SegmentationLoss, js_consistency
@@ -205,6 +206,7 @@ class Trainer:
             **d.recorded,
             "mask_values": list(mask_values(d.reader)), "train_samples": len(d.train_set),
             "val_samples": len(d.val_set), "val_cases": sorted({s.case_id for s in d.val_set.samples}),
+            "train_cases": training_cases(d.train_set.samples),
             "seed": self.config.seed, "processes": self.info.world, **environment(str(self.device))})
 
     def restore(self, state: dict) -> None:
@@ -357,6 +359,10 @@ class Trainer:
             from vlsa.report.plots import plot_curves
 
             plot_curves(self.out / "log.csv", self.out / "curves.png")
+            if self._build_model is None:  # the segmentation model: its post-processing decision, for best.pt
+                from vlsa.engine.postprocessing import record
+
+                record(self.out, self.config, self.data.spec, self.data.val_set, self.device)
 
     def summarise(self) -> str:
         return run_folder.summary(self.out, self.best, run_folder.best_path(self.out))
