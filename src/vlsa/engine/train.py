@@ -187,6 +187,7 @@ class Trainer:
         if not self.main:
             return
         from vlsa.engine.compat import mask_values
+        from vlsa.engine.training_inputs import profile
 
         run_folder.create(self.out)
         save_config(self.config, self.out / "config.yaml")
@@ -195,7 +196,8 @@ class Trainer:
             "sources": d.sources, "targets": d.targets, "dataset_root": str(Path(d.reader.root).resolve()),
             "mask_values": list(mask_values(d.reader)), "train_samples": len(d.train_set),
             "val_samples": len(d.val_set), "val_cases": sorted({s.case_id for s in d.val_set.samples}),
-            "seed": self.config.seed, "processes": self.info.world, **environment(str(self.device))})
+            "training_inputs": profile(d.train_set, d.spec), "seed": self.config.seed, "processes": self.info.world,
+            **environment(str(self.device))})
 
     def restore(self, state: dict) -> None:
         """--resume: weights (averaged and trained), optimizer, step, best and log from `state`."""
