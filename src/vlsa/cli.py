@@ -12,6 +12,8 @@ from vlsa import __version__
 from vlsa.data.domains import DATASETS
 from vlsa.errors import Interrupted, VlsaError
 
+THREADS_HELP = ("torch CPU threads for this command (default: train.threads, else $OMP_NUM_THREADS, else on "
+                "--resume the run's own count, else the cores other processes leave free; see docs/engine.md)")
 EPILOG = "Errors in the input are reported as one line naming the file or key, with exit status 2."
 
 
@@ -19,6 +21,16 @@ def _overrides(pairs: list[str] | None) -> list[str]:
     """--set overrides, after those in $VLSA_SET (whitespace-separated KEY=VALUE, e.g. for a quick
     trial: VLSA_SET="train.steps=20 data.image_size=64"); the command line wins."""
     return [*os.environ.get("VLSA_SET", "").split(), *(pairs or [])]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def default_run_dir(config) -> str:
@@ -111,6 +123,9 @@ def _train(args) -> None:
 
 def _evaluate(args) -> None:
     from vlsa.engine.evaluate import evaluate_run
+    from vlsa.engine.threads import use_threads
+
+    use_threads()
 
     result = evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device, split=args.split)
     if args.report:
@@ -121,6 +136,9 @@ def _evaluate(args) -> None:
 
 def _predict(args) -> None:
     from vlsa.engine.predict import predict_paths
+    from vlsa.engine.threads import use_threads
+
+    use_threads()
 
     written = predict_paths(args.run, args.input, args.output, overlay=args.overlay, device=args.device,
                             values=args.values, postprocess=args.postprocess)
@@ -131,8 +149,10 @@ def _predict(args) -> None:
 def _protocol(args) -> None:
     from vlsa.config import load_config
     from vlsa.engine.protocol import protocol_markdown, run_protocol
+    from vlsa.engine.threads import use_threads
 
     config = load_config(args.config, _overrides(args.set))
+    use_threads(config.train.threads)  # training sets it again per run; evaluating a cached run needs it too
     out = args.out or f"runs/protocol-{config.data.dataset}-{config.model.name}-{args.mode}-s{config.seed}"
     result = run_protocol(config, args.mode, out)
     print(protocol_markdown(result))
@@ -214,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out (or the config's default run folder) from checkpoints/last.pt")
     p.add_argument("--devices", type=int, default=None,
                    help="launch N processes on this node with torchrun (DDP: NCCL on GPUs, gloo on CPU)")
+    p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="per-domain Dice/HD95/ASD of a trained run", epilog=EPILOG,
@@ -227,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="cpu (default), cuda, or auto (cuda when present)")
     p.add_argument("--report", action="store_true", help="also write report.html")
+    p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="segment image or NIfTI files", epilog=EPILOG,
@@ -245,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--postprocess", default="recorded", choices=["recorded", "on", "off"],
                    help="recorded (default): the run's post-processing decision (postprocess.json, made at the "
                         "end of training), as evaluation scored it; on/off: override it")
+    p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("protocol", help="run a DG protocol over all source choices", epilog=EPILOG,
@@ -254,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", required=True, choices=["single-source", "lodo"])
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--out", help="output folder")
+    p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_protocol)
 
     p = sub.add_parser("diagnose", help="feature dispersion, EM centres and text alignment of a run", epilog=EPILOG,
@@ -285,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     args = parser.parse_args(argv)
     args.argv = argv
+    from vlsa.engine.threads import request
+
+    request(getattr(args, "threads", None))  # every command: a flag of an earlier in-process call never lingers
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="vlsa: %(message)s")
     try:
         args.func(args)

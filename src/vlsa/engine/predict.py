@@ -6,6 +6,7 @@ and back)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from vlsa.engine.evaluate import load_run
 from vlsa.engine.geometry import geometry_for, to_original
 from vlsa.engine.inference import model_logits
 from vlsa.engine.runinfo import resolve_device
+from vlsa.engine.training_inputs import far_from_training
 from vlsa.errors import DataError
 from vlsa.report.overlay import draw_contours, grid, to_rgb
 
@@ -178,6 +180,9 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     elif values != "index":
         raise DataError(None, f"--values {values!r}: choose index or dataset")
     output = Path(output)
+    from vlsa.engine.compat import run_info
+
+    training_inputs, far = run_info(run_dir).get("training_inputs"), []
     written, done = [], {}
     chunk = max(1, predictor.config.eval.batch_size)
     for index, path in enumerate(tqdm(files, desc="predict", unit="file", disable=quiet)):
@@ -198,6 +203,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
                 write_png(output / f"{name}_overlay.png", grid([tiles]))
         else:
             image, labels = done.pop(path)
+            far.append((path, far_from_training(labels, training_inputs, predictor.spec)))
             target = output / f"{name}.png"
             # the input's stored pixel grid and its EXIF orientation: "same size as the input" holds for
             # the stored pixels, and viewers turn label and image alike (the overlay is drawn as displayed)
@@ -206,4 +212,19 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
             if overlay:
                 write_png(output / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
         written.append(target)
+    if not quiet:
+        warn_far_inputs(far)
     return written
+
+
+def warn_far_inputs(far: list[tuple[Path, list[str]]], shown: int = 5) -> None:
+    """One stderr line per input far from the training inputs (`far_from_training`), the first
+    `shown` of them, then how many there were in all."""
+    flagged = [(path, reasons) for path, reasons in far if reasons]
+    for path, reasons in flagged[:shown]:
+        print(f"vlsa: warning: {path}: far from the images the run was trained on: {'; '.join(reasons)}; its "
+              "segmentation is unreliable (e.g. a whole fundus photograph given to a model trained on disc-centred "
+              "crops)", file=sys.stderr)
+    if len(flagged) > shown:
+        print(f"vlsa: warning: {len(flagged)} of {len(far)} images are far from the training images "
+              f"({shown} named above)", file=sys.stderr)

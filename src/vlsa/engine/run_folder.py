@@ -109,6 +109,16 @@ def update_run_info(out: str | Path, **fields) -> dict:
     return info
 
 
+def recorded_threads(out: str | Path) -> int | None:
+    """The torch thread count run.json recorded when the run started (None when absent)."""
+    path = Path(out) / "run.json"
+    try:
+        threads = json.loads(path.read_text())["machine"]["threads"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return int(threads) if isinstance(threads, int) and threads > 0 else None
+
+
 def finished_steps(out: str | Path) -> int:
     """The step of the run's last checkpoint (0 when there is none)."""
     last = last_path(out)

@@ -15,6 +15,7 @@ own data preparation, model builder and loss and reuses the rest.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -45,6 +46,7 @@ from vlsa.engine.run_folder import finished_steps, resume_state
 from vlsa.engine.runinfo import environment, resolve_device, seed_everything
 from vlsa.engine.runstate import training_cases
 from vlsa.engine.signals import StopSignals
+from vlsa.engine.threads import use_threads
 from vlsa.errors import ConfigError, Interrupted, VlsaError
 from vlsa.losses import SegmentationLoss, js_consistency
 from vlsa.models import build_model
@@ -125,7 +127,7 @@ class Trainer:
     def run(self, resumed: dict | None = None, stop_at: int | None = None) -> int:
         """The whole workflow; `resumed` is the last checkpoint's state (`resume_state`), `stop_at`
         stops early as an interruption would. Returns the step reached."""
-        self.prepare()
+        self.prepare(run_folder.recorded_threads(self.out) if resumed is not None else None)
         if resumed is not None:
             self.restore(resumed)
         else:
@@ -141,11 +143,11 @@ class Trainer:
         return step
 
     # --- set-up -----------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """This process (threads, seeds, distributed rank, device), the data, the model."""
+    def prepare(self, recorded_threads: int | None = None) -> None:
+        """This process (threads, seeds, distributed rank, device), the data, the model.
+        `recorded_threads`: the thread count of the run being resumed (`vlsa.engine.threads`)."""
         cfg = self.config.train
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        use_threads(cfg.threads, recorded=recorded_threads, quiet=self.quiet or os.environ.get("RANK", "0") != "0")
         seed_everything(self.config.seed)
         self.info, rank_device = distributed.init(cfg.device)
         self.device = rank_device or resolve_device(cfg.device)
@@ -197,6 +199,7 @@ class Trainer:
         if not self.main:
             return
         from vlsa.engine.compat import mask_values
+        from vlsa.engine.training_inputs import profile
 
         run_folder.create(self.out)
         save_config(self.config, self.out / "config.yaml")
@@ -207,7 +210,8 @@ class Trainer:
             "mask_values": list(mask_values(d.reader)), "train_samples": len(d.train_set),
             "val_samples": len(d.val_set), "val_cases": sorted({s.case_id for s in d.val_set.samples}),
             "train_cases": training_cases(d.train_set.samples),
-            "seed": self.config.seed, "processes": self.info.world, **environment(str(self.device))})
+            "training_inputs": profile(d.train_set, d.spec), "seed": self.config.seed, "processes": self.info.world,
+            **environment(str(self.device))})
 
     def restore(self, state: dict) -> None:
         """--resume: weights (averaged and trained), optimizer, step, best and log from `state`."""
