@@ -68,12 +68,13 @@ TITLES = {"fundus": "Drishti-GS1 -> RIM-ONE / REFUGE crops", "cardiac": "ACDC (S
 # The rows, in the order they run (the comparisons that matter most first, so a partial run is useful).
 # Baselines pin their augmentations as dg_table's do, so they are the same whatever a config chose.
 METHODS = {name: dg_table.METHODS[name] for name in
-           ("ERM U-Net + colour aug", "VLSA", "ERM U-Net + GIN-IPA", "VLSA w/o EM", "VLSA w/o text guidance",
-            "ERM U-Net", "ERM U-Net + RandConv", "VLSA text=none")}
+           ("ERM U-Net + colour aug", "VLSA", "ERM U-Net + GIN-IPA", "ERM U-Net + GIN-IPA p 0.5", "VLSA w/o EM",
+            "VLSA w/o text guidance", "ERM U-Net", "ERM U-Net + RandConv", "VLSA text=none")}
 METHODS |= {"VLSA (medsam)": ["model.backbone.name=medsam"], "VLSA (hybrid)": ["model.backbone.name=hybrid"]}
 DERIVED = dg_table.DERIVED
 REFERENCE = dg_table.REFERENCE
-BASELINES = ("ERM U-Net", "ERM U-Net + colour aug", "ERM U-Net + RandConv", "ERM U-Net + GIN-IPA", "nnU-Net v2")
+BASELINES = ("ERM U-Net", "ERM U-Net + colour aug", "ERM U-Net + RandConv", "ERM U-Net + GIN-IPA",
+             "ERM U-Net + GIN-IPA p 0.5", "nnU-Net v2")
 DEFAULT_METHOD, TARGET_MARGIN = "VLSA", 0.03
 NOT_RUN = {"nnU-Net v2": "not run here: the optional extra vlsa[nnunet] and its own 2D pipeline on CPU exceed "
                          "this session's budget (benchmarks/nnunet_row.py runs it where installed)"}
