@@ -63,6 +63,9 @@ SETTINGS = {
                                 "data.target_datasets={acdc: {dataset: acdc, root: '" + str(REAL / "acdc-ssl4mis")
                                 + "'}, sunnybrook: {dataset: sunnybrook, root: '" + str(REAL / "sunnybrook-scd") + "'}}"]),
 }
+# units of the unseen sites' HD95: fundus crops in pixels; Sunnybrook's DICOM spacing in mm; ACDC's h5
+# copy has no spacing (voxels)
+UNSEEN_UNITS = {"fundus": "px", "cardiac": "mm", "fundus-sim": "px", "cardiac-sim": "mm Sunnybrook, px ACDC"}
 TITLES = {"fundus": "Drishti-GS1 -> RIM-ONE / REFUGE crops", "cardiac": "ACDC (Siemens) -> Sunnybrook (GE)",
           "fundus-sim": "synthetic fundus -> real fundus", "cardiac-sim": "synthetic cardiac -> real cardiac"}
 # The rows, in the order they run (the comparisons that matter most first, so a partial run is useful).
@@ -213,7 +216,7 @@ def _pm(row: dict, key: str, fmt: str = "{:.3f}") -> str:
 def setting_markdown(setting: str, methods: dict) -> list[str]:
     classes = list(dict.fromkeys(k[len("unseen_dice_"):] for m in methods.values() for k in m
                                  if k.startswith("unseen_dice_") and not k.endswith("_std")))
-    unit = "px" if setting.startswith("fundus") else "mm or px"
+    unit = UNSEEN_UNITS[setting]
     header = ["method", "seeds", "same-site Dice", "unseen Dice", *(f"unseen {c}" for c in classes),
               f"unseen HD95 ({unit})", "train s/unit"]
     out = [f"\n## {setting}: {TITLES[setting]}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -230,6 +233,9 @@ def setting_markdown(setting: str, methods: dict) -> list[str]:
                 "| method | paired units | Δ unseen Dice [95 % CI] | verdict |", "|---|---|---|---|"]
         for method, c in cmp.items():
             d = c["unseen_dice"]
+            if d["n"] == 0:  # e.g. a derived row of units recorded before per-case scores were kept
+                out.append(f"| {method} | 0 | no per-case record | – |")
+                continue
             ci = f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["n"] >= 2 else f"{d['mean']:+.3f}"
             out.append(f"| {method} | {d['n']} | {ci} | {dg_stats.verdict_text(d, REFERENCE)} |")
     return out

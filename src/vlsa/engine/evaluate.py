@@ -224,7 +224,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         info["units"] = "mm" if known else "px"
         result["domains"][key] = {**info, **scores.aggregate(), "cases": case_scores(scores)}
         # both, so a table can show post-processing off (or on) from the same run
-        other = score(prepared, native, spec, postprocess=not pp["applied"], annotated=annotated).aggregate()
+        flipped = score(prepared, native, spec, postprocess=not pp["applied"], annotated=annotated)
+        other = {**flipped.aggregate(), "cases": case_scores(flipped)}
         result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][key] = result["domains"][key]
         result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][key] = {**info, **other}
         overlay_rows[key] = overlay_tiles(images, prepared.samples, maps, spec, config.eval.overlays, scores)
