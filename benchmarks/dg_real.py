@@ -52,7 +52,9 @@ REAL = Path(os.environ.get("VLSA_REALDATA", ROOT.parent / "shared" / "realdata")
 
 # setting -> (packaged config, overrides naming the real folders)
 SETTINGS = {
-    "fundus": ("drishti_sdg", [f"data.root={REAL / 'drishti-gs1'}", f"data.target_datasets.dofe.root={REAL / 'dofe-samples'}"]),
+    # the disc locator (whole-photo pipeline) is not part of a DG unit: it is trained once, by the packaged config
+    "fundus": ("drishti_sdg", [f"data.root={REAL / 'drishti-gs1'}", f"data.target_datasets.dofe.root={REAL / 'dofe-samples'}",
+                               "train.locator.enabled=false"]),
     "cardiac": ("acdc_sdg", [f"data.root={REAL / 'acdc-ssl4mis'}",
                              f"data.target_datasets.sunnybrook.root={REAL / 'sunnybrook-scd'}"]),
     "fundus-sim": ("fundus_sdg", ["data.targets=[]",
