@@ -128,6 +128,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     result["postprocess"] = pp
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
+    from vlsa.engine.fundus_eval import FundusMeasures  # vCDR vs experts; whole photos with a locator
+
+    clinical = FundusMeasures(run_dir, config, spec, reader, dev)
     for domain in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         samples = split_samples(reader, domain, split)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
@@ -142,7 +145,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][domain] = result["domains"][domain]
         result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][domain] = {"role": role, **other}
         overlay_rows[domain] = overlay_tiles(images, prepared.samples, native, spec, config.eval.overlays, scores)
+        clinical.add(domain, prepared.samples, native)
         del images
+    result.update(clinical.results(chosen, split, sources, name, quiet))
     write_json(run_dir / f"{name}.json", result)
     write_text(run_dir / f"{name}.csv", metrics_csv(result))
     write_text(run_dir / f"{name}.md", metrics_markdown(result))

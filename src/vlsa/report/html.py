@@ -40,6 +40,9 @@ def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str
         parts.append("<h2>Overlays</h2><p>The worst cases of each domain first (lowest Dice), at native resolution: left ground truth, right prediction, one colour per class (legend on top).</p>")
         for png in overlays:
             parts.append(f"<h3>{html.escape(png.stem)}</h3><img src=\"{overlay_dir.name}/{png.name}\" alt=\"{png.stem}\">")
+    from vlsa.report.vcdr import clinical_sections
+
+    parts += clinical_sections(metrics)  # vCDR vs the experts, whole photos (fundus runs that have them)
     if (run_dir / "diagnostics.md").is_file():
         parts.append('<p><a href="diagnostics.md">Feature diagnostics</a></p>')
     parts.append("<h2>Configuration</h2><pre>" + html.escape((run_dir / "config.yaml").read_text()) + "</pre>")

@@ -1,5 +1,6 @@
 """The whole-photo overlay of `vlsa predict`: the disc and cup contours on the photo, the ROI's
-outline, a zoomed inset of the ROI in the corner away from the disc, and the ratios in a caption."""
+outline, a zoomed inset of the ROI's centre in the corner away from the disc, and the ratios in a
+caption."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from vlsa.report.overlay import PALETTE, boundary, text_strip, to_rgb
 
 MAX_SIDE = 1024  # the overlay's longer side at most (px)
 INSET = 0.45  # the inset's side as a fraction of the overlay's shorter side
+ZOOM = 0.6  # the inset shows the central ZOOM x ZOOM of the ROI (1.5 disc diameters at roi_scale 2.5)
 FRAME = np.array([255, 255, 255], dtype=np.uint8)
 
 
@@ -61,7 +63,7 @@ def caption(row: dict) -> str:
 def photo_overlay(image: np.ndarray, labels: np.ndarray, box, row: dict, spec: DatasetSpec) -> np.ndarray:
     """C x H x W image in [0, 1], H x W label map, the ROI box (None: no disc found), the image's
     measures row -> H' x W' x 3 uint8: caption strip above the photo (longer side <= MAX_SIDE) with
-    the contours, the ROI outlined, and the ROI zoomed in a corner."""
+    the contours, the ROI outlined, and the ROI's centre (the disc) zoomed in the corner away from it."""
     rgb, (h, w) = to_rgb(image), labels.shape
     scale = min(1.0, MAX_SIDE / max(h, w))
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -73,8 +75,10 @@ def photo_overlay(image: np.ndarray, labels: np.ndarray, box, row: dict, spec: D
         shown = tuple(int(round(v * scale)) for v in box)
         _outline(out, shown, width)
         side = min(max(8, int(INSET * min(size))), *size)
-        inset_rgb = _resize(roi.crop(rgb.transpose(2, 0, 1), box).transpose(1, 2, 0), (side, side), nearest=False)
-        inset_labels = _resize(roi.crop(labels.astype(np.uint8), box), (side, side), nearest=True)
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        zoomed = roi.square_box(centre, box[2] - box[0], ZOOM)
+        inset_rgb = _resize(roi.crop(rgb.transpose(2, 0, 1), zoomed).transpose(1, 2, 0), (side, side), nearest=False)
+        inset_labels = _resize(roi.crop(labels.astype(np.uint8), zoomed), (side, side), nearest=True)
         inset = contours(inset_rgb, inset_labels, spec, max(1, side // 150))
         _outline(inset, (0, 0, side, side), max(1, side // 150))
         # the corner away from the disc
