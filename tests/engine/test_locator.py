@@ -5,7 +5,6 @@ photos finding discs placed at known positions and sizes, whole and in crops of 
 import json
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
@@ -15,8 +14,16 @@ from vlsa import roi
 from vlsa.config import build_config, load_config
 from vlsa.data.sample import Sample
 from vlsa.engine.locate import DiscLocator
-from vlsa.engine.locator import (CROPS, SPAN, UNET_CHANNELS, has_locator, locator_config, locator_dir, photo_views,
-                                 train_after_segmentation)
+from vlsa.engine.locator import (
+    CROPS,
+    SPAN,
+    UNET_CHANNELS,
+    has_locator,
+    locator_config,
+    locator_dir,
+    photo_views,
+    train_after_segmentation,
+)
 from vlsa.engine.run_folder import finished_steps
 from vlsa.engine.train import train
 
