@@ -69,7 +69,7 @@ def photo_overlay(image: np.ndarray, labels: np.ndarray, box, row: dict, spec: D
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     small = _resize(rgb, size, nearest=False)
     small_labels = _resize(labels.astype(np.uint8), size, nearest=True)
-    width = max(1, max(size) // 400)
+    width = max(1, round(max(size) / 350))  # 2 px at 700 px, 3 at 1024
     out = contours(small, small_labels, spec, width)
     if box is not None:
         shown = tuple(int(round(v * scale)) for v in box)
@@ -79,7 +79,7 @@ def photo_overlay(image: np.ndarray, labels: np.ndarray, box, row: dict, spec: D
         zoomed = roi.square_box(centre, box[2] - box[0], ZOOM)
         inset_rgb = _resize(roi.crop(rgb.transpose(2, 0, 1), zoomed).transpose(1, 2, 0), (side, side), nearest=False)
         inset_labels = _resize(roi.crop(labels.astype(np.uint8), zoomed), (side, side), nearest=True)
-        inset = contours(inset_rgb, inset_labels, spec, max(1, side // 150))
+        inset = contours(inset_rgb, inset_labels, spec, max(width, side // 150))
         _outline(inset, (0, 0, side, side), max(1, side // 150))
         # the corner away from the disc
         row0 = 0 if (shown[0] + shown[2]) / 2 > size[0] / 2 else size[0] - side
