@@ -64,8 +64,8 @@ def main() -> None:
         predict_paths(args.run, [str(photo)], Path(tmp) / "out", overlay=True)
         overlay = Image.open(Path(tmp) / "out" / "synthetic_fundus_overlay.png").convert("RGB")
         print((Path(tmp) / "out" / "measures.csv").read_text())
-    # a small file: 128 colours are plenty for a contour picture
-    overlay.quantize(128, dither=Image.Dither.NONE).save(args.out, optimize=True)
+    # a small file: 64 colours are plenty for a contour picture
+    overlay.quantize(64, dither=Image.Dither.NONE).save(args.out, optimize=True)
     print(f"wrote {args.out}")
 
 
