@@ -119,14 +119,17 @@ class FundusMeasures:
 
         if self.active and has_locator(self.run_dir) and hasattr(self.reader, "photos"):
             out["whole_photo"] = self.whole_photos(domains, split, sources, name, quiet)
-        panels = {f"vCDR {d} (ROI)": _pairs(c) for d, c in out.get("vcdr", {}).get("cases", {}).items()}
-        panels.update({f"vCDR {d} (whole photo)": _pairs(c) for d, c in
+        # short panel names: the plot's titles carry the statistics
+        one = len(domains) == 1
+        panels = {("ROI" if one else f"{d} ROI"): _pairs(c) for d, c in out.get("vcdr", {}).get("cases", {}).items()}
+        panels.update({("photo" if one else f"{d} photo"): _pairs(c) for d, c in
                        out.get("whole_photo", {}).get("vcdr", {}).get("cases", {}).items()})
         if panels:
             from vlsa.report.agreement import bland_altman_png
 
             plot = f"vcdr{name.removeprefix('metrics')}.png"
-            bland_altman_png(panels, self.run_dir / plot, title=f"vCDR against {REFERENCE.split(' (')[0]}")
+            bland_altman_png(panels, self.run_dir / plot, title="vCDR: prediction against the mean of the experts' "
+                                                                  "ratios (ROI; whole photo through the locator)")
             out["vcdr_plot"] = plot
         if not quiet:
             print("\n".join(summary_lines(out, locator_dir(self.run_dir))))

@@ -40,8 +40,9 @@ def clinical_sections(metrics: dict) -> list[str]:
     parts = []
     if len(vcdr_rows(metrics)) > 1:
         parts += ["<h2>Vertical cup-to-disc ratio</h2>",
-                  f"<p>vCDR of each post-processed prediction against {html.escape(metrics['vcdr']['reference'] if 'vcdr' in metrics else 'the experts')}; "
-                  "the inter-expert MAE (each expert against the mean of the others, on the same images) is the human "
+                  "<p>vCDR of each post-processed prediction against the mean of the experts' cup-to-disc ratios "
+                  "(ROI: the evaluated ROIs; whole photo: through the disc locator, on the photo's grid); the "
+                  "inter-expert MAE (each expert against the mean of the others, on the same images) is the human "
                   "limit beside it.</p>", _table(vcdr_rows(metrics))]
         if metrics.get("vcdr_plot"):
             parts.append(f'<img src="{html.escape(metrics["vcdr_plot"])}" alt="Bland-Altman plot of vCDR">')
