@@ -93,7 +93,11 @@ def test_a_crop_of_another_scale_is_brought_to_the_same_roi_and_ratio():
 
 @pytest.mark.parametrize("disc", [*DISCS, Disc((20, 30), (14, 13), 0.5)])  # the last one at the photo's edge
 def test_the_mapped_back_map_has_one_disc_with_the_cup_inside_and_nothing_outside_the_roi(disc):
-    labels, box = (lambda r: (r.labels, r.box))(_segmenter().segment(_photo(disc)))
+    photo = _photo(disc)
+    # a bright exudate-like spot beside the disc, inside its ROI: the oracle reads it as disc and cup
+    spot = ellipse(SHAPE, (disc.centre[0], disc.centre[1] + 1.6 * disc.radii[1]), (3, 3))
+    photo[:, spot] = 1.0
+    labels, box = (lambda r: (r.labels, r.box))(_segmenter().segment(photo))
     disc_mask, cup = labels >= 1, labels == 2
     assert ndimage.label(disc_mask)[1] == 1 and ndimage.label(cup)[1] == 1
     assert not (cup & ~disc_mask).any()
