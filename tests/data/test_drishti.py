@@ -228,3 +228,16 @@ def test_verify_on_the_real_release(realdata, capsys):
     assert (DOMAIN, "train", "50", "images") in lines and (DOMAIN, "test", "51", "images") in lines
     assert "label rule: disc/cup: pixels marked by >= 2 of 4 experts (soft map >= 128)" in out
     assert out.strip().endswith("ok: dataset passed the integrity check")
+
+
+def test_real_whole_photos_hold_their_rois_exactly(realdata):
+    root = realdata / "drishti-gs1"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent")
+    reader = DrishtiReader(root)
+    for photo, sample, _ in zip(reader.photos(DOMAIN, "test"), reader.samples(DOMAIN, "test"), range(3)):
+        assert photo.image.shape[1:] == tuple(photo.meta["photo_shape"]) == photo.label.shape
+        box = tuple(sample.meta["roi_box"])
+        assert np.array_equal(roi.crop(photo.label, box), sample.label)
+        top, left, bottom, right = photo.meta["disc_box"]
+        assert roi.square_box(((top + bottom) / 2, (left + right) / 2), max(bottom - top, right - left), 2.5) == box
