@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vlsa.roi import bounding_box, crop, disc_box, disc_diameter, paste
+from vlsa.roi import bounding_box, crop, disc_box, disc_diameter, paste, square_box
 
 
 def _ellipse(shape, centre, radii):
@@ -43,3 +43,14 @@ def test_paste_refuses_a_crop_of_another_size_and_boxes_off_the_photo():
         crop(np.zeros((10, 10)), (20, 20, 30, 30))
     with pytest.raises(ValueError, match="empty mask"):
         disc_box(np.zeros((10, 10), bool), 2.5)
+
+
+def test_square_box_around_a_found_centre_is_the_rule_disc_box_applies_to_a_mask():
+    mask = _ellipse((200, 300), (80, 150), (30, 20))
+    top, left, bottom, right = bounding_box(mask)
+    found = ((top + bottom) / 2, (left + right) / 2)
+    assert square_box(found, disc_diameter(mask), 2.5) == disc_box(mask, 2.5)
+    # a centre between pixels: the box's first pixel is the nearest one to centre - side / 2
+    assert square_box((10.3, 20.7), 4, 2.5) == (5, 16, 15, 26)
+    with pytest.raises(ValueError, match="diameter must be > 0"):
+        square_box((10, 10), 0, 2.5)

@@ -253,8 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="segment image or NIfTI files", epilog=EPILOG,
                        description="PNG/JPEG in -> label PNG out (pixel = class index, same size and name); "
-                                   "NIfTI in -> NIfTI out with the same shape and affine. The output folder must "
-                                   "not overlap the inputs.")
+                                   "NIfTI in -> NIfTI out with the same shape and affine. A fundus run with a disc "
+                                   "locator (RUN/locator) takes whole photographs or crops of any scale and also "
+                                   "writes measures.csv (disc centre, areas, vCDR/hCDR/area CDR). The output folder "
+                                   "must not overlap the inputs.")
     p.add_argument("--run", required=True)
     p.add_argument("--input", required=True, nargs="+", help="files or folders")
     p.add_argument("--output", required=True, help="output folder")

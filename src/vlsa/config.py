@@ -21,7 +21,9 @@ from vlsa.errors import ConfigError
 DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0,
                                               ("data", "augment", "gin_ipa"): False, ("data", "augment", "gin_ipa_p"): 1.0,
                                               ("data", "agreement"): 2, ("data", "roi_scale"): 2.5,
-                                              ("data", "target_datasets"): {}}
+                                              ("data", "target_datasets"): {},
+                                              ("train", "mode"): "segmentation",
+                                              ("train", "locator"): {"enabled": False, "size": 128, "steps": 800}}
 
 
 def digest_tree(tree: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +219,16 @@ class ModelConfig(Strict):
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
 
 
+class LocatorConfig(Strict):
+    """The whole-photo optic disc locator a fundus run also trains (vlsa.engine.locator), into
+    RUN/locator/, after the segmentation model: `train.locator: true` is short for `enabled: true`."""
+
+    enabled: bool = False
+    size: int = Field(128, ge=32, description="longer side (px) of the photo as the locator reads it, "
+                                              "the other side padded to a square")
+    steps: int = Field(800, ge=1, description="the locator's training steps")
+
+
 class TrainConfig(Strict):
     steps: int = Field(400, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -234,6 +246,15 @@ class TrainConfig(Strict):
                                                      "which validation, checkpoints and evaluation then use "
                                                      "(flat-minima averaging, cf. SWAD, Cha et al., NeurIPS 2021); "
                                                      "0 = off, the last weights")
+    mode: Literal["segmentation", "locator"] = Field(
+        "segmentation", description="what the run trains: the segmentation model, or (set by train.locator "
+                                    "in RUN/locator/config.yaml) the whole-photo disc locator")
+    locator: LocatorConfig = Field(default_factory=LocatorConfig)
+
+    @field_validator("locator", mode="before")
+    @classmethod
+    def _locator_switch(cls, value):
+        return {"enabled": value} if isinstance(value, bool) else value
 
 
 class EvalConfig(Strict):

@@ -51,14 +51,23 @@ def disc_box(mask: np.ndarray, scale: float) -> Box:
     mask: H x W disc mask (nonzero = disc) in photo pixels. The box may extend past the photo.
     Raises ValueError for an empty mask or scale <= 0.
     """
+    top, left, bottom, right = bounding_box(mask)
+    return square_box(((top + bottom) / 2, (left + right) / 2), max(bottom - top, right - left), scale)
+
+
+def square_box(centre: tuple[float, float], diameter: float, scale: float) -> Box:
+    """The square ROI of side round(scale x diameter) around a disc centre given in continuous
+    photo coordinates (row, col; pixel edges, so pixel i spans [i, i + 1)): a disc found by a
+    locator rather than read from a mask. Raises ValueError for scale <= 0 or diameter <= 0."""
     if scale <= 0:
         raise ValueError(f"ROI scale must be > 0, got {scale}")
-    top, left, bottom, right = bounding_box(mask)
-    side = max(1, int(round(scale * max(bottom - top, right - left))))
-    # centre in continuous coordinates (pixel edges): the box's first pixel is the nearest integer
-    # to centre - side / 2, so the disc sits within half a pixel of the crop's centre
-    row0 = int(np.floor((top + bottom) / 2 - side / 2 + 0.5))
-    col0 = int(np.floor((left + right) / 2 - side / 2 + 0.5))
+    if not diameter > 0:
+        raise ValueError(f"disc diameter must be > 0 px, got {diameter}")
+    side = max(1, int(round(scale * diameter)))
+    # the box's first pixel is the nearest integer to centre - side / 2, so the disc sits within
+    # half a pixel of the crop's centre
+    row0 = int(np.floor(centre[0] - side / 2 + 0.5))
+    col0 = int(np.floor(centre[1] - side / 2 + 0.5))
     return row0, col0, row0 + side, col0 + side
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vlsa import roi
 from vlsa.cli import main
 from vlsa.config import build_config, digest_tree
 from vlsa.data.drishti import DOMAIN, DrishtiReader, decode_soft_maps
@@ -108,6 +109,19 @@ def test_roi_is_disc_centred_with_side_k_times_the_diameter(tmp_path):
     # the box does not depend on the agreement level: labels of every level stay pixel-aligned
     boxes = {tuple(_one(DrishtiReader(tmp_path, agreement=a)).meta["roi_box"]) for a in (1, 2, 3, 4)}
     assert len(boxes) == 1
+
+
+def test_photos_are_the_whole_photographs_the_rois_are_cut_from(tmp_path):
+    _release(tmp_path)
+    reader = DrishtiReader(tmp_path, roi_scale=3.0)
+    photo, sample = next(iter(reader.photos(DOMAIN, "train"))), _one(reader)
+    assert photo.image.shape == (3, *PHOTO) and photo.label.shape == PHOTO and photo.name == sample.name
+    half = DISC_HALF[1]  # the >= 2-expert disc
+    assert photo.meta["disc_box"] == [CENTRE[0] - half, CENTRE[1] - half, CENTRE[0] + half, CENTRE[1] + half]
+    box = tuple(photo.meta["roi_box"])
+    assert box == tuple(sample.meta["roi_box"]) and photo.meta["cdr_experts"] == sample.meta["cdr_experts"]
+    assert np.array_equal(roi.crop(photo.label, box), sample.label)
+    assert np.array_equal(roi.crop(photo.image, box), sample.image)
 
 
 def test_roi_past_the_photo_edge_is_padded(tmp_path):
@@ -214,3 +228,16 @@ def test_verify_on_the_real_release(realdata, capsys):
     assert (DOMAIN, "train", "50", "images") in lines and (DOMAIN, "test", "51", "images") in lines
     assert "label rule: disc/cup: pixels marked by >= 2 of 4 experts (soft map >= 128)" in out
     assert out.strip().endswith("ok: dataset passed the integrity check")
+
+
+def test_real_whole_photos_hold_their_rois_exactly(realdata):
+    root = realdata / "drishti-gs1"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent")
+    reader = DrishtiReader(root)
+    for photo, sample, _ in zip(reader.photos(DOMAIN, "test"), reader.samples(DOMAIN, "test"), range(3)):
+        assert photo.image.shape[1:] == tuple(photo.meta["photo_shape"]) == photo.label.shape
+        box = tuple(sample.meta["roi_box"])
+        assert np.array_equal(roi.crop(photo.label, box), sample.label)
+        top, left, bottom, right = photo.meta["disc_box"]
+        assert roi.square_box(((top + bottom) / 2, (left + right) / 2), max(bottom - top, right - left), 2.5) == box

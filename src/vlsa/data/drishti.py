@@ -174,7 +174,16 @@ class DrishtiReader:
         for image, case_dir in self.cases(domain, split):
             yield self._sample(image, case_dir, domain)
 
-    def _sample(self, image_path: Path, case_dir: Path, domain: str) -> Sample:
+    @plausible
+    def photos(self, domain: str, split: str) -> Iterator[Sample]:
+        """The whole photographs of a split, whatever `roi_scale` is: image C x H x W and label H x W
+        on the photo's own grid, `meta["disc_box"]` the reference disc's bounding box (top, left,
+        bottom, right), `meta["roi_box"]` the ROI `samples` would cut. For the whole-photo disc
+        locator and evaluation at the photo's resolution."""
+        for image, case_dir in self.cases(domain, split):
+            yield self._sample(image, case_dir, domain, whole=True)
+
+    def _sample(self, image_path: Path, case_dir: Path, domain: str, whole: bool = False) -> Sample:
         name = stem(image_path)
         disc_path, cup_path = (soft_map_path(case_dir, name, kind) for kind in ("OD", "cup"))
         cdrs = read_cdr_values(case_dir / f"{name}_cdrValues.txt")
@@ -192,15 +201,13 @@ class DrishtiReader:
                                        "cannot place the disc-centred ROI")
         box = roi.disc_box(reference, self.roi_scale)
         label = decode_soft_maps(disc_soft, cup_soft, self.agreement)
-        return Sample(
-            image=roi.crop(image, box),
-            label=roi.crop(label, box),
-            domain=domain,
-            case_id=name,
-            name=name,
-            meta={"roi_box": list(box), "photo_shape": list(image.shape[1:]), "cdr_experts": cdrs,
-                  "cdr_mean": float(np.mean(cdrs)), "agreement": self.agreement},
-        )
+        meta = {"roi_box": list(box), "photo_shape": list(image.shape[1:]), "cdr_experts": cdrs,
+                "cdr_mean": float(np.mean(cdrs)), "agreement": self.agreement}
+        if whole:
+            meta["disc_box"] = list(roi.bounding_box(reference))
+            return Sample(image=image, label=label, domain=domain, case_id=name, name=name, meta=meta)
+        return Sample(image=roi.crop(image, box), label=roi.crop(label, box), domain=domain, case_id=name,
+                      name=name, meta=meta)
 
 
 def soft_map_path(case_dir: Path, name: str, kind: str) -> Path:

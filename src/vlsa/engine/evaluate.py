@@ -206,6 +206,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     result["run_state"], result["split_rule"] = run_state(run_dir), split_rule(reader, config)
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
+    from vlsa.engine.fundus_eval import FundusMeasures  # vCDR vs experts; whole photos with a locator
+
+    clinical = FundusMeasures(run_dir, config, spec, reader, dev)
     for key in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         entry = plan[key]
         samples = split_samples(entry.reader, entry.domain, entry.split or split)
@@ -229,7 +232,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][key] = result["domains"][key]
         result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][key] = {**info, **other}
         overlay_rows[key] = overlay_tiles(images, prepared.samples, maps, spec, config.eval.overlays, scores)
+        if entry.reader is reader:  # expert ratios and whole photos: the run's own dataset (Drishti-GS1)
+            clinical.add(key, prepared.samples, native)
         del images
+    result.update(clinical.results(chosen, split, sources, name, quiet))
     write_json(run_dir / f"{name}.json", result)
     write_text(run_dir / f"{name}.csv", metrics_csv(result))
     write_text(run_dir / f"{name}.md", metrics_markdown(result))

@@ -179,6 +179,10 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         lut = np.asarray(run_mask_values(run_dir, predictor), dtype=np.uint8)
     elif values != "index":
         raise DataError(None, f"--values {values!r}: choose index or dataset")
+    from vlsa.engine.fundus_photo import has_locator, predict_photos
+
+    if has_locator(run_dir):  # whole photos or crops of any scale: locate, ROI, segment, paste back, measure
+        return predict_photos(run_dir, files, output, overlay, device, quiet, lut, loaded=predictor)
     output = Path(output)
     from vlsa.engine.compat import run_info
 

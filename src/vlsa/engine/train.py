@@ -374,7 +374,12 @@ class Trainer:
 
 def train(config: Config | None, out: str | Path, resume: bool = False, stop_at: int | None = None,
           quiet: bool = False) -> Path:
-    """Train into `out`; returns the run directory. `stop_at` stops early (as an interruption would)."""
+    """Train into `out`; returns the run directory. `stop_at` stops early (as an interruption would).
+    `train.mode: locator` trains the whole-photo disc locator; a finished segmentation run with
+    `train.locator.enabled` trains one into `out`/locator (vlsa.engine.locator)."""
+    from vlsa.engine.locator import train_after_segmentation, trainer_class
+
     config, resumed = resume_state(config, out, resume)
-    Trainer(config, out, quiet=quiet).run(resumed, stop_at)
+    if trainer_class(config)(config, out, quiet=quiet).run(resumed, stop_at) >= config.train.steps:
+        train_after_segmentation(config, out, quiet=quiet)
     return Path(out)

@@ -46,6 +46,9 @@ def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str
             key = png.relative_to(overlay_dir).with_suffix("").as_posix()
             src = f"{overlay_dir.name}/{png.relative_to(overlay_dir).as_posix()}"
             parts.append(f"<h3>{html.escape(key)}</h3><img src=\"{html.escape(src)}\" alt=\"{html.escape(key)}\">")
+    from vlsa.report.vcdr import clinical_sections
+
+    parts += clinical_sections(metrics)  # vCDR vs the experts, whole photos (fundus runs that have them)
     if (run_dir / "diagnostics.md").is_file():
         parts.append('<p><a href="diagnostics.md">Feature diagnostics</a></p>')
     parts.append("<h2>Configuration</h2><pre>" + html.escape((run_dir / "config.yaml").read_text()) + "</pre>")

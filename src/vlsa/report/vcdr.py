@@ -1,0 +1,56 @@
+"""The report's clinical sections for fundus runs: vCDR against the experts (with the
+inter-expert reference beside it, and the Bland-Altman plot) and the whole-photo path's Dice at
+the photo's resolution with the locator's metric. Empty for runs without them."""
+
+from __future__ import annotations
+
+import html
+
+from vlsa.report.tables import domain_table
+
+
+def _table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def vcdr_rows(metrics: dict) -> list[list[str]]:
+    """[header, one row per (path, domain)]: n, MAE, bias, limits of agreement, r, inter-expert MAE."""
+    rows = [["prediction", "domain", "n", "MAE", "bias", "LoA", "r", "inter-expert MAE"]]
+    for path, block in (("ROI", metrics.get("vcdr")), ("whole photo", metrics.get("whole_photo", {}).get("vcdr"))):
+        for domain, s in (block or {}).get("domains", {}).items():
+            rows.append([path, domain, str(s["n"]), f"{s['mae']:.3f}", f"{s['bias']:+.3f}",
+                         f"[{s['loa_low']:+.3f}, {s['loa_high']:+.3f}]", f"{s['r']:.3f}", f"{s['inter_expert_mae']:.3f}"])
+    return rows
+
+
+def locator_rows(metrics: dict) -> list[list[str]]:
+    rows = [["domain", "n", "disc found", "inside the ROI", "centre error (disc diameters) mean / max",
+             "found / true diameter", "confidence min"]]
+    for domain, m in metrics.get("whole_photo", {}).get("locator_metrics", {}).items():
+        err, ratio = m["centre_error_diameters"], m["diameter_ratio"]
+        rows.append([domain, str(m["n"]), str(m["found"]), str(m["inside"]), f"{err['mean']:.3f} / {err['max']:.3f}",
+                     f"{ratio['mean']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})", f"{m['confidence']['min']:.2f}"])
+    return rows
+
+
+def clinical_sections(metrics: dict) -> list[str]:
+    """HTML fragments for report.html (an empty list when the evaluation has no clinical results)."""
+    parts = []
+    if len(vcdr_rows(metrics)) > 1:
+        parts += ["<h2>Vertical cup-to-disc ratio</h2>",
+                  "<p>vCDR of each post-processed prediction against the mean of the experts' cup-to-disc ratios "
+                  "(ROI: the evaluated ROIs; whole photo: through the disc locator, on the photo's grid); the "
+                  "inter-expert MAE (each expert against the mean of the others, on the same images) is the human "
+                  "limit beside it.</p>", _table(vcdr_rows(metrics))]
+        if metrics.get("vcdr_plot"):
+            parts.append(f'<img src="{html.escape(metrics["vcdr_plot"])}" alt="Bland-Altman plot of vCDR">')
+    whole = metrics.get("whole_photo")
+    if whole:
+        parts += ["<h2>Whole photographs</h2>",
+                  f"<p>Each photograph through the disc locator ({html.escape(whole['locator'])}), the canonical ROI, "
+                  "segmentation and paste-back, scored on the photo's own pixel grid.</p>",
+                  _table(domain_table({"domains": whole["domains"]}, "dice")),
+                  "<h3>Disc locator</h3>", _table(locator_rows(metrics))]
+    return parts
