@@ -24,8 +24,11 @@ Every finished unit is also recorded, slimmed to its per-domain metrics, in
 benchmarks/results/dg_synthetic_units/<dataset>/<method>/s<seed>.json, committed with the results.
 A unit missing from the runs folder (a new session, a new machine) is read from its record when
 the record's key matches what dg_table would train now: the config digest without threads/device
-(METHODS rows) or the budget (nnU-Net v2), and the current scoring. So rows can be added one
-session at a time, and a changed default silently reuses nothing: its records no longer match.
+(METHODS rows) or the budget (nnU-Net v2), the current scoring, and the splits (`splits`: a digest
+of the train / validation / test case ids, `split_digest`), with every run finished. So rows can be
+added one session at a time, and a changed default or split rule silently reuses nothing: its
+records no longer match. nnU-Net units scored without post-processing (before issue 30) form the
+row "nnU-Net v2 w/o post-processing"; the target check names the baseline it then does not cover.
 """
 
 from __future__ import annotations
@@ -408,20 +411,23 @@ def target_markdown(check: dict | None) -> list[str]:
 
 
 def missing_text(check: dict) -> list[str]:
-    """What the target check leaves out: baselines with no post-processed row (their units were
-    scored without it), with the like-for-like comparison of both sides without post-processing."""
-    lines = []
+    """What the target check leaves out: baselines with no current unit in the table, and those
+    whose units were scored without post-processing (with the like-for-like comparison of both
+    sides without post-processing), each with the command that reruns it."""
+    lines, absent = [], [m for m in check.get("missing", []) if m not in check.get("unprocessed", {})]
     for m in check.get("missing", []):
-        if m not in EXTERNAL_ROWS:
-            continue
-        line = (f"Not compared: **{m}** (its units were scored without post-processing, unlike every other row; "
-                f"rescore/rerun with `python {EXTERNAL_ROWS[m]}`), so the target is unverified against it.")
         u = check.get("unprocessed", {}).get(m)
-        if u:
-            line += (f" Like for like without post-processing on both sides, {u['method']} vs {u['best_baseline']}: "
-                     f"margin {u['margin']:+.3f} -> {'met' if u['met'] else 'missed'} (paired {_ci(u['paired'], '{:+.3f}')}, "
-                     f"{dg_stats.verdict_text(u['paired'], u['best_baseline'])}).")
-        lines.append(line)
+        if u is None:
+            continue
+        lines.append(f"Not compared: **{m}** (its units were scored without post-processing, unlike every other row; "
+                     f"rerun with `python {EXTERNAL_ROWS.get(m, 'benchmarks/dg_table.py')}`), so the target is unverified "
+                     f"against it. Like for like without post-processing on both sides, {u['method']} vs "
+                     f"{u['best_baseline']}: margin {u['margin']:+.3f} -> {'met' if u['met'] else 'missed'} (paired "
+                     f"{_ci(u['paired'], '{:+.3f}')}, {dg_stats.verdict_text(u['paired'], u['best_baseline'])}).")
+    if absent:
+        how = sorted({f"`python {EXTERNAL_ROWS.get(m, 'benchmarks/dg_table.py')}`" for m in absent})
+        lines.append(f"Not compared: {', '.join(f'**{m}**' for m in absent)} (no current unit in this table; rerun with "
+                     f"{' and '.join(how)}), so the target is unverified against them.")
     return lines
 
 

@@ -131,14 +131,16 @@ def test_a_vlsa_only_change_of_the_dataset_config_keeps_the_unet_records_valid()
 
 
 def test_the_committed_records_still_match_what_dg_table_would_train():
-    """Every committed unit record of a METHODS row carries the key dg_table computes now."""
+    """Every committed unit record of a METHODS row carries the key dg_table computes now, and every
+    record the digest of the splits dg_table would train and score on now."""
     records = ROOT / "benchmarks" / "results" / "dg_synthetic_units"
     for path in sorted(records.glob("*/*/s*.json")):
+        record = json.loads(path.read_text())
+        assert record["splits"] == dg_table.split_digest(path.parts[-3], int(path.stem[1:]), False), path
         dataset, method = path.parts[-3], next((m for m in dg_table.METHODS if dg_table.slug(m) == path.parts[-2]), None)
         if method is None:  # an external row (nnU-Net), keyed by its budget
             continue
-        key = json.loads(path.read_text())["key"]
-        assert key == dg_table.expected_key(dataset, method, int(path.stem[1:]), quick=False), path
+        assert record["key"] == dg_table.expected_key(dataset, method, int(path.stem[1:]), quick=False), path
 
 
 def test_a_unit_of_an_unfinished_run_or_other_training_cases_is_not_used(tmp_path):
