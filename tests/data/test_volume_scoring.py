@@ -92,14 +92,30 @@ def write_folder(root):
     return "folder", "A"
 
 
-WRITERS = {"mms": write_mms, "nnunet": write_nnunet, "folder": write_folder}
+def write_acdc(root):
+    """ACDC's official NIfTI release: patientNNN/patientNNN_frameXX[_gt].nii.gz + Info.cfg, labels in
+    ACDC's order (1 RV, 2 MYO, 3 LV; the reader maps them to vlsa's 1 LV, 3 RV)."""
+    acdc_order = np.array([0, 3, 2, 1], np.uint8)  # vlsa index -> ACDC label
+    vols = _volumes()
+    for i, code in enumerate(CODES):
+        case = root / "training" / f"patient{i + 1:03d}"
+        case.mkdir(parents=True)
+        (case / "Info.cfg").write_text("ED: 1\nES: 2\nGroup: NOR\nHeight: 170.0\nNbFrame: 2\nWeight: 70.0\n")
+        for frame, phase in ((1, "ED"), (2, "ES")):
+            image, label = vols[f"{code}_{phase}"]
+            _nifti(case / f"patient{i + 1:03d}_frame{frame:02d}.nii.gz", image)
+            _nifti(case / f"patient{i + 1:03d}_frame{frame:02d}_gt.nii.gz", acdc_order[label])
+    return "acdc", "ACDC"
+
+
+WRITERS = {"mms": write_mms, "nnunet": write_nnunet, "folder": write_folder, "acdc": write_acdc}
 
 
 def _scores(root, writer) -> dict:
     dataset, domain = writer(root)
     reader = open_reader(dataset, root, spacing=SPACING, test_fraction=0.0)
     samples = list(reader.samples(domain, "train"))
-    assert {s.group for s in samples} == set(_volumes())
+    assert len({s.group for s in samples}) == len(_volumes())  # each reader names its volumes its own way
     # perfect on the resampled grid, mapped back to the annotation's grid as evaluation maps predictions
     preds = [labels_to_original(s.label, reader.spec.num_classes, s.original_shape) for s in samples]
     return score(SimpleNamespace(samples=samples), preds, reader.spec).aggregate()
