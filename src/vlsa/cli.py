@@ -123,7 +123,7 @@ def _predict(args) -> None:
     from vlsa.engine.predict import predict_paths
 
     written = predict_paths(args.run, args.input, args.output, overlay=args.overlay, device=args.device,
-                            values=args.values)
+                            values=args.values, fmt=args.format, series_uid=args.series)
     what = "class indices 0, 1, .." if args.values == "index" else "the dataset's own mask values"
     print(f"wrote {len(written)} prediction(s) to {args.output} (pixel values: {what})")
 
@@ -229,10 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="segment image or NIfTI files", epilog=EPILOG,
+    p = sub.add_parser("predict", help="segment image, NIfTI or DICOM files", epilog=EPILOG,
                        description="PNG/JPEG in -> label PNG out (pixel = class index, same size and name); "
-                                   "NIfTI in -> NIfTI out with the same shape and affine. The output folder must "
-                                   "not overlap the inputs.")
+                                   "NIfTI in -> NIfTI out with the same shape and affine; a DICOM series (folder or "
+                                   "file) in -> a NIfTI per cine phase with the series' geometry (+ a DICOM SEG per "
+                                   "phase with --format dicom-seg) and clinical.csv (EDV/ESV/EF, ED/ES by LV volume). "
+                                   "The output folder must not overlap the inputs.")
     p.add_argument("--run", required=True)
     p.add_argument("--input", required=True, nargs="+", help="files or folders")
     p.add_argument("--output", required=True, help="output folder")
@@ -240,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--values", default="index", choices=["index", "dataset"],
                    help="index (default): pixel = class index 0, 1, ..; dataset: the training data's own mask "
                         "values (classes.yaml values, DoFE 255/128/0)")
+    p.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg"],
+                   help="DICOM input: nifti (default) writes a NIfTI per phase; dicom-seg also a DICOM SEG per phase")
+    p.add_argument("--series", default=None, metavar="UID",
+                   help="DICOM folder holding several series: the SeriesInstanceUID to predict")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="cpu (default), cuda, or auto (cuda when present)")
     p.set_defaults(func=_predict)

@@ -24,11 +24,13 @@ from vlsa.config import load_config
 from vlsa.data.domains import check_domains
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
 from vlsa.engine.compat import check_compatible, run_info
+from vlsa.engine.clinical_indices import ClinicalTable
 from vlsa.engine.data import domains_of, open_configured, open_target_datasets, prepare
 from vlsa.engine.inference import SCORING_VERSION, predict_prepared, score, scored_maps
 from vlsa.engine.runinfo import resolve_device
 from vlsa.errors import DataError, VlsaError
 from vlsa.models import build_model
+from vlsa.report.clinical import clinical_markdown, clinical_rows
 from vlsa.report.overlay import case_panel, stack_panels, to_rgb
 from vlsa.report.tables import console, domain_table, metrics_csv, metrics_markdown
 from vlsa.utils.atomic import write_json, write_text
@@ -190,6 +192,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     result["postprocess"] = pp
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
+    clinical = ClinicalTable(spec)  # EDV/ESV/EF/mass per subject where a domain has ED and ES volumes
     for key in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         entry = plan[key]
         samples = split_samples(entry.reader, entry.domain, entry.split or split)
@@ -210,10 +213,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][key] = result["domains"][key]
         result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][key] = {**info, **other}
         overlay_rows[key] = overlay_tiles(images, prepared.samples, maps, spec, config.eval.overlays, scores)
+        clinical.add(key, prepared.samples, maps, annotated)
         del images
+    clinical.write(run_dir, name, result)  # clinical[_<what>].csv/.json, result["clinical"]
     write_json(run_dir / f"{name}.json", result)
     write_text(run_dir / f"{name}.csv", metrics_csv(result))
-    write_text(run_dir / f"{name}.md", metrics_markdown(result))
+    write_text(run_dir / f"{name}.md", metrics_markdown(result) + clinical_markdown(result))
     from vlsa.data.io import write_png
 
     folder = run_dir / ("overlays" if name == "metrics" else f"overlays_{name.removeprefix('metrics_')}")
@@ -222,6 +227,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
             write_png(folder / f"{key}.png", panel)
     if not quiet:
         print(console(domain_table(result, "dice")))
+        if result.get("clinical"):
+            print(console(clinical_rows(result)))
         if name != "metrics":
             print(f"results: {run_dir / (name + '.json')} (metrics.json, the full evaluation, is left as it is)")
     return result

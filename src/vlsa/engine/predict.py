@@ -28,11 +28,11 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.is_file() and (is_image(f) or is_nifti(f)))
             if not found:
-                raise DataError(p, "no PNG/JPEG/NIfTI files in folder")
+                raise DataError(p, "no PNG/JPEG/NIfTI/DICOM files in folder")
             files.extend(found)
         elif p.is_file():
             if not (is_image(p) or is_nifti(p)):
-                raise DataError(p, "unsupported file type (expected PNG/JPEG/BMP/TIFF or NIfTI)")
+                raise DataError(p, "unsupported file type (expected PNG/JPEG/BMP/TIFF, NIfTI or DICOM)")
             files.append(p)
         else:
             raise DataError(p, "input not found")
@@ -149,14 +149,22 @@ def run_mask_values(run_dir: str | Path, predictor: Predictor) -> tuple[int, ...
 
 
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
-                  quiet: bool = False, values: str = "index") -> list[Path]:
+                  quiet: bool = False, values: str = "index", fmt: str = "nifti",
+                  series_uid: str | None = None) -> list[Path]:
     """Write one label file per input into `output`. values='index': pixel = class index (0, 1, ..);
     values='dataset': the training dataset's own mask values (e.g. DoFE 255/128/0, classes.yaml's).
-    Raises DataError when `output` overlaps an input or two inputs share an output name."""
+    DICOM series (folders or files) go through `vlsa.engine.predict_dicom` (NIfTI per phase, a SEG
+    per phase with fmt='dicom-seg', clinical.csv). Raises DataError when `output` overlaps an input,
+    two inputs share an output name, or fmt='dicom-seg' is asked of non-DICOM input."""
     from vlsa.data.io import read_nifti_header
+    from vlsa.engine.predict_dicom import predict_dicom, split_inputs
 
     check_no_overlap(inputs, output)
-    files = collect_inputs(inputs)
+    dicom, inputs = split_inputs(inputs)
+    if fmt == "dicom-seg" and inputs:
+        raise DataError(inputs[0], "--format dicom-seg needs DICOM input (a SEG references its source images); "
+                                   "this is not a DICOM series")
+    files = collect_inputs(inputs) if inputs else []
     predictor = Predictor(run_dir, device=device)
     lut = np.arange(predictor.spec.num_classes, dtype=np.uint8)
     if values == "dataset":
@@ -166,7 +174,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     output = Path(output)
     written, done = [], {}
     chunk = max(1, predictor.config.eval.batch_size)
-    for index, path in enumerate(tqdm(files, desc="predict", unit="file", disable=quiet)):
+    for index, path in enumerate(tqdm(files, desc="predict", unit="file", disable=quiet or not files)):
         if index % chunk == 0:  # the next chunk's 2D images go through the encoder as one batch
             flat = [p for p in files[index : index + chunk] if not is_nifti(p)]
             done = dict(zip(flat, predictor.predict_images(flat)))
@@ -189,4 +197,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
             if overlay:
                 write_png(output / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
         written.append(target)
+    if dicom:
+        written += predict_dicom(predictor, dicom, output, fmt, lut, quiet, series_uid, overlay,
+                                 taken={stem(f) for f in files})
     return written
