@@ -17,7 +17,8 @@ the label "blood pool" is what dcmqi's and MONAI Label's cardiac SEGs use too.) 
 SCT 85756007 Tissue with the label name.
 
 What real headers need before highdicom accepts them (copies are fixed, never the source files):
-- dates / times an anonymiser blanked to zeros (`00000000`, `20120000`) are left empty;
+- dates / times an anonymiser blanked to zeros (`00000000`, `20120000`) are left empty, and the
+  patient and study attributes DICOM requires to be present (type 2) are added empty where absent;
 - files of one stack whose FrameOfReferenceUIDs differ (Sunnybrook's anonymiser gave every file
   its own) get the first file's, with a warning: the reader has checked they form one stack (one
   orientation, positions along one normal), which only one frame of reference can give.
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 # label name -> (segment label, property type attribute of pydicom's codes.SCT)
 CARDIAC_SEGMENTS = {"lv": ("LV blood pool", "LeftVentricle"), "myo": ("LV myocardium", "LeftVentricleMyocardium"),
                     "rv": ("RV blood pool", "RightVentricle")}
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "ReferringPhysicianName", "StudyID", "AccessionNumber")
 SERIES_NUMBER = 9901  # SEG series number: beside the source's, where viewers list derived series
 
 
@@ -91,6 +94,9 @@ def _clean_copies(headers: list, where) -> list:
     out, blanked = [], set()
     for ds in headers:
         ds = copy.deepcopy(ds)
+        for keyword in TYPE2_PATIENT_STUDY:
+            if keyword not in ds:  # type 2: present, possibly empty; some writers leave them out
+                setattr(ds, keyword, "")
         for element in ds:
             if element.VR in parse and element.value not in (None, ""):
                 try:

@@ -117,7 +117,7 @@ def subject_indices(samples, maps, spec, domain: str, annotated: tuple[str, ...]
 
     regions = tuple(spec.regions) if annotated is None else tuple(annotated)
     phases: dict[str, dict[str, list[int]]] = {}
-    for group, members in volume_members(samples).items():
+    for members in volume_members(samples).values():
         s = samples[members[0]]
         phase = s.meta.get("phase")
         if phase in ("ED", "ES"):

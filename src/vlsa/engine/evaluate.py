@@ -23,8 +23,8 @@ from tqdm import tqdm
 from vlsa.config import load_config
 from vlsa.data.domains import check_domains
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
-from vlsa.engine.compat import check_compatible, run_info
 from vlsa.engine.clinical_indices import ClinicalTable
+from vlsa.engine.compat import check_compatible, run_info
 from vlsa.engine.data import domains_of, open_configured, open_target_datasets, prepare
 from vlsa.engine.inference import SCORING_VERSION, predict_prepared, score, scored_maps
 from vlsa.engine.runinfo import resolve_device
