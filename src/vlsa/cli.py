@@ -112,7 +112,8 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from vlsa.engine.evaluate import evaluate_run
 
-    result = evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device, split=args.split)
+    result = evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device, split=args.split,
+                          dataset=args.dataset)
     if args.report:
         from vlsa.report.html import write_report
 
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a run on each domain's test split; writes metrics.json/.csv/.md and overlays.")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--data", help="dataset root (default: the run's)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="the reader of --data when it is another dataset than the run's (e.g. sunnybrook: DICOM + "
+                        "contours for an acdc run); all its domains are unseen targets")
     p.add_argument("--domains", nargs="+", help="domains to evaluate (default: sources and targets); a subset or "
                                                   "--data elsewhere writes metrics_<what>.json, never metrics.json")
     p.add_argument("--split", default="test", choices=["test", "all"],

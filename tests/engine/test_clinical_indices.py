@@ -124,3 +124,15 @@ def test_table_writes_csv_json_plot_and_agreement_beside_the_metrics(tmp_path):
     assert result["clinical"]["site/A"]["indices"]["lv_ef"]["mae"] == 0.0
     assert result["clinical_files"]["plots"] == {"site/A": "bland_altman_site-A/site/A.png"}
     assert (tmp_path / "bland_altman_site-A" / "site" / "A.png").stat().st_size > 1000
+
+
+def test_markdown_table_and_notes_say_how_many_subjects_miss_an_index():
+    from vlsa.report.clinical import clinical_markdown
+
+    samples = volume_samples("a", "ED", 9) + volume_samples("a", "ES", 6) \
+        + volume_samples("b", "ED", 9, annotated=[("lv", "rv")] * 5) + volume_samples("b", "ES", 6)
+    subjects = subject_indices(samples, [x.label for x in samples], CARDIAC, "D")
+    md = clinical_markdown({"clinical": {"D": domain_agreement(subjects)}})
+    assert "| D | LV EF | % | 2 | 0.0 | 0.0 | 0.0 to 0.0 | – |" in md  # r needs 3 subjects
+    assert "| D | LV mass | g | 1 |" in md
+    assert "- D: LV mass not computed for 1 of 2 subjects: myocardium not annotated at ED." in md

@@ -122,3 +122,23 @@ def test_bad_dicom_inputs_are_one_line_exit_2(cardiac_run, cardiac_root, tmp_pat
     assert main(["predict", "--run", str(cardiac_run), "--input", str(study), "--output", str(tmp_path / "o3"),
                  "--series", uid]) == 0
     assert (tmp_path / "o3" / "mixed_phase02.nii.gz").is_file()
+
+
+def test_evaluate_data_of_another_dataset_read_from_dicom(cardiac_run, tmp_path, capsys):
+    from tests.data.test_sunnybrook import _link, _patient
+
+    _patient(tmp_path / "sb")  # 2 slices 10 mm apart at 1.5 x 1.25 mm; ED cavity 20 px, ES 6 px a slice
+    _link(tmp_path / "sb")
+    assert main(["evaluate", "--run", str(cardiac_run), "--data", str(tmp_path / "sb"), "--dataset", "sunnybrook"]) == 0
+    name = "data-sb"
+    with open(cardiac_run / f"clinical_{name}.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    voxel_ml = 10.0 * 1.5 * 1.25 / 1000
+    assert float(row["lv_edv_true"]) == pytest.approx(2 * 20 * voxel_ml)
+    assert float(row["lv_esv_true"]) == pytest.approx(2 * 6 * voxel_ml)
+    assert float(row["lv_ef_true"]) == pytest.approx(70.0) and row["rv_edv_true"] == row["rv_edv_pred"] == ""
+    metrics = json.loads((cardiac_run / f"metrics_{name}.json").read_text())
+    assert metrics["domains"]["Sunnybrook"]["role"] == "target"
+    assert main(["evaluate", "--run", str(cardiac_run), "--dataset", "sunnybrook"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "vlsa: error: --dataset sunnybrook: names the reader of --data; give the folder with --data"

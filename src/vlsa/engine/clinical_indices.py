@@ -152,16 +152,18 @@ def _without(indices) -> dict[str, float]:
 
 def domain_agreement(subjects: list[SubjectIndices]) -> dict:
     """{'subjects': n, 'indices': {index: agreement stats (vlsa.clinical.agreement) + unit}, 'refused':
-    {index: why}} over the subjects of one domain; indices without a single pair are left out."""
+    {index: {'reason', 'subjects': how many}}} over the subjects of one domain; indices without a
+    single pair are left out."""
     indices = {}
     for name in CARDIAC_INDICES:
         stats = agreement([s.pred.get(name, math.nan) for s in subjects], [s.true.get(name, math.nan) for s in subjects])
         if stats["n"]:
             indices[name] = {**stats, "unit": UNITS[name]}
-    refused = {}
+    refused: dict[str, dict] = {}
     for s in subjects:
         for name, why in s.refused.items():
-            refused.setdefault(name, why)
+            entry = refused.setdefault(name, {"reason": why, "subjects": 0})
+            entry["subjects"] += 1
     return {"subjects": len(subjects), "indices": indices, "refused": refused}
 
 

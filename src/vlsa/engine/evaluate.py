@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from vlsa.config import load_config
-from vlsa.data.domains import check_domains
+from vlsa.data.domains import check_domains, open_reader
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
 from vlsa.engine.clinical_indices import ClinicalTable
 from vlsa.engine.compat import check_compatible, run_info
-from vlsa.engine.data import domains_of, open_configured, open_target_datasets, prepare
+from vlsa.engine.data import domains_of, open_configured, open_target_datasets, prepare, reader_options
 from vlsa.engine.inference import SCORING_VERSION, predict_prepared, score, scored_maps
 from vlsa.engine.runinfo import resolve_device
 from vlsa.errors import DataError, VlsaError
@@ -132,13 +132,20 @@ class Plan:
     data_is_other: bool
 
 
-def evaluation_plan(run_dir: Path, config, spec, data) -> Plan:
+def evaluation_plan(run_dir: Path, config, spec, data, dataset: str | None = None) -> Plan:
     """The domains to evaluate and their roles (source only for the run's dataset, its resolved
-    root and its source domains). Raises VlsaError for data whose classes differ from the run's."""
-    reader = open_configured(config, root=data)
+    root and its source domains). `dataset`: the reader of `data` when it is another dataset than
+    the run's (e.g. Sunnybrook's DICOM for an ACDC run); all its domains are targets.
+    Raises VlsaError for data whose classes differ from the run's."""
+    other_reader = dataset is not None and dataset != config.data.dataset
+    if other_reader and data is None:
+        raise VlsaError(f"--dataset {dataset}: names the reader of --data; give the folder with --data")
+    reader = (open_reader(dataset, data, **reader_options(config.data)) if other_reader
+              else open_configured(config, root=data))
     run_root = run_info(run_dir).get("dataset_root")
-    data_is_other = data is not None and (run_root is None or Path(data).resolve() != Path(run_root).resolve())
-    dataset = config.data.dataset
+    data_is_other = data is not None and (other_reader or run_root is None
+                                          or Path(data).resolve() != Path(run_root).resolve())
+    dataset = dataset or config.data.dataset
     if data_is_other:  # another root: every domain is unseen, whatever its name
         check_compatible(run_dir, spec, reader)
         entries = {d: Evaluated(d, reader, d, "target", dataset) for d in reader.domains()}
@@ -155,7 +162,7 @@ def evaluation_plan(run_dir: Path, config, spec, data) -> Plan:
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: list[str] | None = None,
-                 device: str = "cpu", quiet: bool = False, split: str = "test") -> dict:
+                 device: str = "cpu", quiet: bool = False, split: str = "test", dataset: str | None = None) -> dict:
     """Score a run per domain. The full evaluation (every domain of the run's dataset and of its
     target datasets, test split, the run's data) writes metrics.json/.csv/.md; a subset, `--data`
     elsewhere or `split='all'` writes metrics_<what>.* beside it. `split='all'` scores every image
@@ -167,7 +174,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     config, spec, model = load_run(run_dir, device=device)
     if split not in ("test", "all"):
         raise VlsaError(f"--split {split!r}: choose test or all")
-    found = evaluation_plan(run_dir, config, spec, data)
+    found = evaluation_plan(run_dir, config, spec, data, dataset)
     plan, full, external, reader = found.entries, found.full, found.external, found.reader
     sources = list(config.data.source)
     targets = [k for k in full if plan[k].role == "target"]

@@ -31,10 +31,12 @@ def refusal_notes(metrics: dict) -> list[str]:
     """One line per domain and reason: which indices were not computed and why."""
     notes = []
     for key, entry in (metrics.get("clinical") or {}).items():
-        by_reason: dict[str, list[str]] = {}
-        for name, why in entry.get("refused", {}).items():
-            by_reason.setdefault(why, []).append(NAMES.get(name, name))
-        notes += [f"{key}: {', '.join(names)} not computed ({why})." for why, names in by_reason.items()]
+        by_reason: dict[tuple[str, int], list[str]] = {}
+        for name, refused in entry.get("refused", {}).items():
+            by_reason.setdefault((refused["reason"], refused["subjects"]), []).append(NAMES.get(name, name))
+        for (why, count), names in by_reason.items():
+            which = "" if count == entry["subjects"] else f" for {count} of {entry['subjects']} subjects"
+            notes.append(f"{key}: {', '.join(names)} not computed{which}: {why}.")
     return notes
 
 
