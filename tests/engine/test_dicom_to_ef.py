@@ -142,3 +142,16 @@ def test_evaluate_data_of_another_dataset_read_from_dicom(cardiac_run, tmp_path,
     assert main(["evaluate", "--run", str(cardiac_run), "--dataset", "sunnybrook"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "vlsa: error: --dataset sunnybrook: names the reader of --data; give the folder with --data"
+
+
+def test_predict_4d_nifti_writes_indices_that_match_its_label_file(cardiac_run, cardiac_root, tmp_path):
+    src = next((cardiac_root / "Training" / "Labeled").glob("C*/C*_sa.nii.gz"))
+    assert main(["predict", "--run", str(cardiac_run), "--input", str(src), "--output", str(tmp_path)]) == 0
+    out = nib.load(str(tmp_path / src.name))
+    labels, voxel = np.asarray(out.dataobj), float(np.prod(out.header.get_zooms()[:3])) / 1000
+    lv = [(labels[..., t] == 1).sum() * voxel for t in range(labels.shape[3])]
+    with open(tmp_path / "clinical.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["subject"] == src.name.removesuffix(".nii.gz")
+    assert float(row["lv_edv_pred"]) == pytest.approx(max(lv), abs=1e-3)
+    assert float(row["lv_esv_pred"]) == pytest.approx(min(lv), abs=1e-3)

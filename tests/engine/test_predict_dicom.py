@@ -124,3 +124,18 @@ def test_a_photograph_model_refuses_a_dicom_series_in_one_line(tmp_path):
     with pytest.raises(DataError, match="segments RGB photographs, not DICOM") as err:
         predict_dicom(_predictor(spec=FUNDUS), [tmp_path / "cine"], tmp_path / "out", quiet=True)
     assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_a_4d_nifti_cine_gets_ed_es_by_lv_volume(tmp_path):
+    from vlsa.engine.predict_dicom import nifti_cine_indices
+
+    labels = cine_labels([4, 6, 5])  # t x z x y x x -> written as x, y, z, t
+    image = np.asarray([0.0, 1000.0, 500.0, 750.0], np.float32)[labels].transpose(3, 2, 1, 0)
+    path = tmp_path / "cine.nii.gz"
+    nib.save(nib.Nifti1Image(image, np.diag([1.25, 1.5, 8.0, 1.0])), str(path))
+    predicted, _, _ = _predictor().predict_volume(path)
+    s = nifti_cine_indices("cine", predicted, (1.25, 1.5, 8.0, 1.0))
+    voxel_ml = 1.25 * 1.5 * 8.0 / 1000
+    assert (s.phases["ed_phase"], s.phases["es_phase"]) == (2, 1)
+    assert s.pred["lv_edv"] == pytest.approx((labels[1] == 1).sum() * voxel_ml)
+    assert s.pred["lv_esv"] == pytest.approx((labels[0] == 1).sum() * voxel_ml)

@@ -157,7 +157,8 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     per phase with fmt='dicom-seg', clinical.csv). Raises DataError when `output` overlaps an input,
     two inputs share an output name, or fmt='dicom-seg' is asked of non-DICOM input."""
     from vlsa.data.io import read_nifti_header
-    from vlsa.engine.predict_dicom import predict_dicom, split_inputs
+    from vlsa.engine.clinical_indices import is_cardiac
+    from vlsa.engine.predict_dicom import nifti_cine_indices, predict_dicom, split_inputs, write_clinical
 
     check_no_overlap(inputs, output)
     dicom, inputs = split_inputs(inputs)
@@ -172,7 +173,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     elif values != "index":
         raise DataError(None, f"--values {values!r}: choose index or dataset")
     output = Path(output)
-    written, done = [], {}
+    written, done, subjects = [], {}, []
     chunk = max(1, predictor.config.eval.batch_size)
     for index, path in enumerate(tqdm(files, desc="predict", unit="file", disable=quiet or not files)):
         if index % chunk == 0:  # the next chunk's 2D images go through the encoder as one batch
@@ -181,6 +182,8 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         name = stem(path)
         if is_nifti(path):
             labels, affine, slices = predictor.predict_volume(path)
+            if labels.ndim == 4 and is_cardiac(predictor.spec):  # a cine: EDV/ESV/EF, ED/ES by LV volume
+                subjects.append(nifti_cine_indices(name, labels, read_nifti_header(path).get_zooms()))
             header = read_nifti_header(path)  # quiet, with the spacing read_nifti used
             header.set_data_dtype(np.uint8)
             header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
@@ -199,5 +202,6 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         written.append(target)
     if dicom:
         written += predict_dicom(predictor, dicom, output, fmt, lut, quiet, series_uid, overlay,
-                                 taken={stem(f) for f in files})
+                                 taken={stem(f) for f in files}, subjects=subjects)
+    write_clinical(output, subjects, quiet)
     return written

@@ -10,7 +10,8 @@ time, spacing and orientation from the header, rescale applied); out, per cine p
 - for a cardiac model, `clinical.csv` / `clinical.json` in the output folder: one row per series
   (the columns of `vlsa.engine.clinical_indices`, `_true` empty), ED and ES being the phases of
   largest and smallest predicted LV volume (`vlsa.clinical.choose_ed_es`); a single-phase series
-  has no ED/ES and its indices are refused (one warning line).
+  has no ED/ES and its indices are refused (one warning line). A 4D (x, y, z, t) NIfTI cine gets
+  the same row (`nifti_cine_indices`).
 
 Slices are resampled to the model's `data.spacing` and back, and post-processed per 3D phase
 volume, exactly as `Predictor.predict_volume` treats NIfTI input.
@@ -118,36 +119,55 @@ def write_phase_nifti(path: Path, labels: np.ndarray, affine: np.ndarray) -> Pat
     return path
 
 
-def cine_indices(pred: SeriesPrediction, spec) -> SubjectIndices:
-    """Clinical indices of a predicted series: ED/ES = phases of largest/smallest predicted LV."""
-    vol, name = pred.volume, pred.name
-    domain = str(vol.headers[0].get("Manufacturer", "")) if vol.headers else ""
+def cine_indices(name: str, labels: np.ndarray, spacing, domain: str = "", trigger_times=None) -> SubjectIndices:
+    """Clinical indices of a predicted cine series, ED/ES = the phases of largest/smallest
+    predicted LV volume (`choose_ed_es`). labels: P x Z x H x W class indices; spacing: (slice,
+    row, col) mm. A single phase or an LV absent from every phase gives no index (one warning)."""
     empty = {k: math.nan for k in CARDIAC_INDICES}
-    if vol.phases < 2:
+    if labels.shape[0] < 2:
         why = "one phase: ED and ES need a cine series of at least two phases"
         log.warning("%s: %s; no clinical indices", name, why)
         return SubjectIndices(name, domain, empty, refused={k: why for k in CARDIAC_INDICES})
-    lv = [int(np.count_nonzero(pred.labels[p] == LV)) for p in range(vol.phases)]
+    lv = [int(np.count_nonzero(phase == LV)) for phase in labels]
     try:
         ed, es = choose_ed_es(lv)
     except ValueError:
         why = "no LV predicted in any phase"
         log.warning("%s: %s; no clinical indices", name, why)
         return SubjectIndices(name, domain, empty, refused={k: why for k in CARDIAC_INDICES})
-    res = cardiac_indices(pred.labels[ed], pred.labels[es], vol.spacing, rv=True)
+    res = cardiac_indices(labels[ed], labels[es], tuple(float(v) for v in spacing), rv=True)
     phases = {"rule": "ED/ES = phases of largest/smallest predicted LV volume", "ed_phase": ed + 1, "es_phase": es + 1,
-              "ed_trigger_ms": vol.trigger_times[ed], "es_trigger_ms": vol.trigger_times[es],
-              "lv_voxels_per_phase": lv, "spacing_mm": list(vol.spacing)}
+              "lv_voxels_per_phase": lv, "spacing_mm": [float(v) for v in spacing]}
+    if trigger_times is not None:
+        phases.update(ed_trigger_ms=trigger_times[ed], es_trigger_ms=trigger_times[es])
     return SubjectIndices(name, domain, dict(res.values), refused=res.refused, phases=phases)
+
+
+def nifti_cine_indices(name: str, labels: np.ndarray, zooms) -> SubjectIndices:
+    """`cine_indices` of a predicted x, y, z, t NIfTI label volume (a 4D cine, e.g. M&Ms' _sa.nii.gz)."""
+    return cine_indices(name, np.asarray(labels).transpose(3, 2, 1, 0), (zooms[2], zooms[1], zooms[0]))
+
+
+def write_clinical(output: Path, subjects: list[SubjectIndices], quiet: bool = False) -> None:
+    """clinical.csv / clinical.json of `vlsa predict` (nothing without a cine series)."""
+    if not subjects:
+        return
+    write_text(output / "clinical.csv", clinical_csv(subjects))
+    write_json(output / "clinical.json", {"columns": COLUMNS, "subjects": [s.record() for s in subjects]})
+    if not quiet:
+        for s in subjects:
+            print(summary_line(s))
 
 
 def predict_dicom(predictor, inputs: list[Path], output: Path, fmt: str = "nifti", lut: np.ndarray | None = None,
                   quiet: bool = False, series_uid: str | None = None, overlay: bool = False,
-                  taken: set[str] | None = None) -> list[Path]:
+                  taken: set[str] | None = None, subjects: list[SubjectIndices] | None = None) -> list[Path]:
     """Predict each DICOM series in `inputs` into `output` (see the module docstring); -> the label
     files written (NIfTI, and SEGs with fmt='dicom-seg'). lut: class index -> value written in the
     NIfTI (`--values`); SEG segments are always the class indices. taken: output names already
-    used by other inputs. Raises DataError for an unknown format or two series with one name."""
+    used by other inputs. subjects: where a cardiac model's clinical indices are collected (None:
+    written here as clinical.csv/json). Raises DataError for an unknown format or two series with
+    one name."""
     from vlsa.data.dicom_seg import write_seg
 
     if fmt not in FORMATS:
@@ -159,7 +179,7 @@ def predict_dicom(predictor, inputs: list[Path], output: Path, fmt: str = "nifti
                                   "predict them into separate --output folders")
         names.add(series_name(path))
     lut = np.arange(predictor.spec.num_classes, dtype=np.uint8) if lut is None else lut
-    written, subjects = [], []
+    written, collected = [], [] if subjects is None else subjects
     for path in inputs:
         pred = predict_series(predictor, path, series_uid)
         vol = pred.volume
@@ -174,13 +194,10 @@ def predict_dicom(predictor, inputs: list[Path], output: Path, fmt: str = "nifti
         if overlay:
             _overlay(output / f"{pred.name}_overlay.png", pred.shown, predictor.spec)
         if is_cardiac(predictor.spec):
-            subjects.append(cine_indices(pred, predictor.spec))
-    if subjects:
-        write_text(output / "clinical.csv", clinical_csv(subjects))
-        write_json(output / "clinical.json", {"columns": COLUMNS, "subjects": [s.record() for s in subjects]})
-        if not quiet:
-            for s in subjects:
-                print(summary_line(s))
+            domain = str(vol.headers[0].get("Manufacturer", "")) if vol.headers else ""
+            collected.append(cine_indices(pred.name, pred.labels, vol.spacing, domain, vol.trigger_times))
+    if subjects is None:
+        write_clinical(output, collected, quiet)
     return written
 
 
