@@ -162,10 +162,10 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
 
     check_no_overlap(inputs, output)
     dicom, inputs = split_inputs(inputs)
-    if fmt == "dicom-seg" and inputs:
-        raise DataError(inputs[0], "--format dicom-seg needs DICOM input (a SEG references its source images); "
-                                   "this is not a DICOM series")
     files = collect_inputs(inputs) if inputs else []
+    if fmt == "dicom-seg" and files:
+        raise DataError(files[0], "--format dicom-seg needs DICOM input (a SEG references its source images); "
+                                  "this is not a DICOM series")
     predictor = Predictor(run_dir, device=device)
     lut = np.arange(predictor.spec.num_classes, dtype=np.uint8)
     if values == "dataset":
