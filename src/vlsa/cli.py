@@ -127,7 +127,8 @@ def _evaluate(args) -> None:
 
     use_threads()
 
-    result = evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device, split=args.split)
+    result = evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device, split=args.split,
+                          dataset=args.dataset)
     if args.report:
         from vlsa.report.html import write_report
 
@@ -141,7 +142,7 @@ def _predict(args) -> None:
     use_threads()
 
     written = predict_paths(args.run, args.input, args.output, overlay=args.overlay, device=args.device,
-                            values=args.values, postprocess=args.postprocess)
+                            values=args.values, postprocess=args.postprocess, fmt=args.format, series_uid=args.series)
     what = "class indices 0, 1, .." if args.values == "index" else "the dataset's own mask values"
     print(f"wrote {len(written)} prediction(s) to {args.output} (pixel values: {what})")
 
@@ -241,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a run on each domain's test split; writes metrics.json/.csv/.md and overlays.")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--data", help="dataset root (default: the run's)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="the reader of --data when it is another dataset than the run's (e.g. sunnybrook: DICOM + "
+                        "contours for an acdc run); all its domains are unseen targets")
     p.add_argument("--domains", nargs="+", help="domains to evaluate (default: sources and targets); a subset or "
                                                   "--data elsewhere writes metrics_<what>.json, never metrics.json")
     p.add_argument("--split", default="test", choices=["test", "all"],
@@ -251,12 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="segment image or NIfTI files", epilog=EPILOG,
+    p = sub.add_parser("predict", help="segment image, NIfTI or DICOM files", epilog=EPILOG,
                        description="PNG/JPEG in -> label PNG out (pixel = class index, same size and name); "
-                                   "NIfTI in -> NIfTI out with the same shape and affine. A fundus run with a disc "
-                                   "locator (RUN/locator) takes whole photographs or crops of any scale and also "
-                                   "writes measures.csv (disc centre, areas, vCDR/hCDR/area CDR). The output folder "
-                                   "must not overlap the inputs.")
+                                   "NIfTI in -> NIfTI out with the same shape and affine; a DICOM series (folder or "
+                                   "file) in -> a NIfTI per cine phase with the series' geometry (+ a DICOM SEG per "
+                                   "phase with --format dicom-seg) and clinical.csv (EDV/ESV/EF, ED/ES by LV volume). "
+                                   "A fundus run with a disc locator (RUN/locator) takes whole photographs or crops of "
+                                   "any scale and also writes measures.csv (disc centre, areas, vCDR/hCDR/area CDR). "
+                                   "The output folder must not overlap the inputs.")
     p.add_argument("--run", required=True)
     p.add_argument("--input", required=True, nargs="+", help="files or folders")
     p.add_argument("--output", required=True, help="output folder")
@@ -264,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--values", default="index", choices=["index", "dataset"],
                    help="index (default): pixel = class index 0, 1, ..; dataset: the training data's own mask "
                         "values (classes.yaml values, DoFE 255/128/0)")
+    p.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg"],
+                   help="DICOM input: nifti (default) writes a NIfTI per phase; dicom-seg also a DICOM SEG per phase")
+    p.add_argument("--series", default=None, metavar="UID",
+                   help="DICOM folder holding several series: the SeriesInstanceUID to predict")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="cpu (default), cuda, or auto (cuda when present)")
     p.add_argument("--postprocess", default="recorded", choices=["recorded", "on", "off"],

@@ -31,9 +31,12 @@ def _base(rows: int, cols: int, series: str, description: str, syntax=ExplicitVR
 def write_mr(path: Path, pixels: np.ndarray, position=(0.0, 0.0, 0.0), orientation=AXIAL, spacing=(1.5, 1.25),
              trigger: float | None = None, series: str = "1.2.826.0.1.3680043.8.498.2", description: str = "cine SAX",
              slope: float | None = None, intercept: float | None = None, thickness: float = 8.0,
-             number: int = 1) -> Path:
-    """One single-frame MR image; pixels H x W (stored uint16)."""
+             number: int = 1, extra: dict | None = None) -> Path:
+    """One single-frame MR image; pixels H x W (stored uint16); `extra`: more attributes by keyword
+    (e.g. FrameOfReferenceUID, PatientID, StudyDate)."""
     ds = _base(*pixels.shape, series, description)
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
     ds.ImagePositionPatient = [float(v) for v in position]
     ds.ImageOrientationPatient = [float(v) for v in orientation]
     if spacing is not None:

@@ -21,14 +21,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from vlsa.config import load_config
-from vlsa.data.domains import check_domains
+from vlsa.data.domains import check_domains, open_reader
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
+from vlsa.engine.clinical_indices import ClinicalTable
 from vlsa.engine.compat import check_compatible, run_info
-from vlsa.engine.data import domains_of, open_configured, open_target_datasets, prepare
+from vlsa.engine.data import domains_of, open_configured, open_target_datasets, prepare, reader_options
 from vlsa.engine.inference import SCORING_VERSION, predict_prepared, score, scored_maps
 from vlsa.engine.runinfo import resolve_device
 from vlsa.errors import DataError, VlsaError
 from vlsa.models import build_model
+from vlsa.report.clinical import clinical_markdown, clinical_rows
 from vlsa.report.overlay import case_panel, stack_panels, to_rgb
 from vlsa.report.tables import console, domain_table, metrics_csv, metrics_markdown
 from vlsa.utils.atomic import write_json, write_text
@@ -143,13 +145,20 @@ class Plan:
     data_is_other: bool
 
 
-def evaluation_plan(run_dir: Path, config, spec, data) -> Plan:
+def evaluation_plan(run_dir: Path, config, spec, data, dataset: str | None = None) -> Plan:
     """The domains to evaluate and their roles (source only for the run's dataset, its resolved
-    root and its source domains). Raises VlsaError for data whose classes differ from the run's."""
-    reader = open_configured(config, root=data)
+    root and its source domains). `dataset`: the reader of `data` when it is another dataset than
+    the run's (e.g. Sunnybrook's DICOM for an ACDC run); all its domains are targets.
+    Raises VlsaError for data whose classes differ from the run's."""
+    other_reader = dataset is not None and dataset != config.data.dataset
+    if other_reader and data is None:
+        raise VlsaError(f"--dataset {dataset}: names the reader of --data; give the folder with --data")
+    reader = (open_reader(dataset, data, **reader_options(config.data)) if other_reader
+              else open_configured(config, root=data))
     run_root = run_info(run_dir).get("dataset_root")
-    data_is_other = data is not None and (run_root is None or Path(data).resolve() != Path(run_root).resolve())
-    dataset = config.data.dataset
+    data_is_other = data is not None and (other_reader or run_root is None
+                                          or Path(data).resolve() != Path(run_root).resolve())
+    dataset = dataset or config.data.dataset
     if data_is_other:  # another root: every domain is unseen, whatever its name
         check_compatible(run_dir, spec, reader)
         entries = {d: Evaluated(d, reader, d, "target", dataset) for d in reader.domains()}
@@ -166,7 +175,7 @@ def evaluation_plan(run_dir: Path, config, spec, data) -> Plan:
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: list[str] | None = None,
-                 device: str = "cpu", quiet: bool = False, split: str = "test") -> dict:
+                 device: str = "cpu", quiet: bool = False, split: str = "test", dataset: str | None = None) -> dict:
     """Score a run per domain. The full evaluation (every domain of the run's dataset and of its
     target datasets, test split, the run's data) writes metrics.json/.csv/.md; a subset, `--data`
     elsewhere or `split='all'` writes metrics_<what>.* beside it. `split='all'` scores every image
@@ -178,7 +187,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     config, spec, model = load_run(run_dir, device=device)
     if split not in ("test", "all"):
         raise VlsaError(f"--split {split!r}: choose test or all")
-    found = evaluation_plan(run_dir, config, spec, data)
+    found = evaluation_plan(run_dir, config, spec, data, dataset)
     plan, full, external, reader = found.entries, found.full, found.external, found.reader
     sources = list(config.data.source)
     targets = [k for k in full if plan[k].role == "target"]
@@ -208,7 +217,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     overlay_rows = {}
     from vlsa.engine.fundus_eval import FundusMeasures  # vCDR vs experts; whole photos with a locator
 
-    clinical = FundusMeasures(run_dir, config, spec, reader, dev)
+    fundus_measures = FundusMeasures(run_dir, config, spec, reader, dev)
+    clinical = ClinicalTable(spec)  # EDV/ESV/EF/mass per subject where a domain has ED and ES volumes
     for key in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         entry = plan[key]
         samples = split_samples(entry.reader, entry.domain, entry.split or split)
@@ -233,12 +243,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
         result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][key] = {**info, **other}
         overlay_rows[key] = overlay_tiles(images, prepared.samples, maps, spec, config.eval.overlays, scores)
         if entry.reader is reader:  # expert ratios and whole photos: the run's own dataset (Drishti-GS1)
-            clinical.add(key, prepared.samples, native)
+            fundus_measures.add(key, prepared.samples, native)
+        clinical.add(key, prepared.samples, maps, annotated)
         del images
-    result.update(clinical.results(chosen, split, sources, name, quiet))
+    result.update(fundus_measures.results(chosen, split, sources, name, quiet))
+    clinical.write(run_dir, name, result)  # clinical[_<what>].csv/.json, result["clinical"]
     write_json(run_dir / f"{name}.json", result)
     write_text(run_dir / f"{name}.csv", metrics_csv(result))
-    write_text(run_dir / f"{name}.md", metrics_markdown(result))
+    write_text(run_dir / f"{name}.md", metrics_markdown(result) + clinical_markdown(result))
     from vlsa.data.io import write_png
 
     folder = run_dir / ("overlays" if name == "metrics" else f"overlays_{name.removeprefix('metrics_')}")
@@ -247,6 +259,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
             write_png(folder / f"{key}.png", panel)
     if not quiet:
         print(console(domain_table(result, "dice")))
+        if result.get("clinical"):
+            print(console(clinical_rows(result)))
         if name != "metrics":
             print(f"results: {run_dir / (name + '.json')} (metrics.json, the full evaluation, is left as it is)")
     return result

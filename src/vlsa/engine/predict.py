@@ -41,11 +41,11 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.is_file() and (is_image(f) or is_nifti(f)))
             if not found:
-                raise DataError(p, "no PNG/JPEG/NIfTI files in folder")
+                raise DataError(p, "no PNG/JPEG/NIfTI/DICOM files in folder")
             files.extend(found)
         elif p.is_file():
             if not (is_image(p) or is_nifti(p)):
-                raise DataError(p, "unsupported file type (expected PNG/JPEG/BMP/TIFF or NIfTI)")
+                raise DataError(p, "unsupported file type (expected PNG/JPEG/BMP/TIFF, NIfTI or DICOM)")
             files.append(p)
         else:
             raise DataError(p, "input not found")
@@ -165,14 +165,23 @@ def run_mask_values(run_dir: str | Path, predictor: Predictor) -> tuple[int, ...
 
 
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
-                  quiet: bool = False, values: str = "index", postprocess: str = "recorded") -> list[Path]:
+                  quiet: bool = False, values: str = "index", postprocess: str = "recorded", fmt: str = "nifti",
+                  series_uid: str | None = None) -> list[Path]:
     """Write one label file per input into `output`. values='index': pixel = class index (0, 1, ..);
     values='dataset': the training dataset's own mask values (e.g. DoFE 255/128/0, classes.yaml's).
-    Raises DataError when `output` overlaps an input or two inputs share an output name."""
+    DICOM series (folders or files) go through `vlsa.engine.predict_dicom` (NIfTI per phase, a SEG
+    per phase with fmt='dicom-seg', clinical.csv). Raises DataError when `output` overlaps an input,
+    two inputs share an output name, or fmt='dicom-seg' is asked of non-DICOM input."""
     from vlsa.data.io import read_nifti_header
+    from vlsa.engine.clinical_indices import is_cardiac
+    from vlsa.engine.predict_dicom import nifti_cine_indices, predict_dicom, split_inputs, write_clinical
 
     check_no_overlap(inputs, output)
-    files = collect_inputs(inputs)
+    dicom, inputs = split_inputs(inputs)
+    files = collect_inputs(inputs) if inputs else []
+    if fmt == "dicom-seg" and files:
+        raise DataError(files[0], "--format dicom-seg needs DICOM input (a SEG references its source images); "
+                                  "this is not a DICOM series")
     predictor = Predictor(run_dir, device=device, postprocess=postprocess)
     lut = np.arange(predictor.spec.num_classes, dtype=np.uint8)
     if values == "dataset":
@@ -187,15 +196,17 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     from vlsa.engine.compat import run_info
 
     training_inputs, far = run_info(run_dir).get("training_inputs"), []
-    written, done = [], {}
+    written, done, subjects = [], {}, []
     chunk = max(1, predictor.config.eval.batch_size)
-    for index, path in enumerate(tqdm(files, desc="predict", unit="file", disable=quiet)):
+    for index, path in enumerate(tqdm(files, desc="predict", unit="file", disable=quiet or not files)):
         if index % chunk == 0:  # the next chunk's 2D images go through the encoder as one batch
             flat = [p for p in files[index : index + chunk] if not is_nifti(p)]
             done = dict(zip(flat, predictor.predict_images(flat)))
         name = stem(path)
         if is_nifti(path):
             labels, affine, slices = predictor.predict_volume(path)
+            if labels.ndim == 4 and is_cardiac(predictor.spec):  # a cine: EDV/ESV/EF, ED/ES by LV volume
+                subjects.append(nifti_cine_indices(name, labels, read_nifti_header(path).get_zooms()))
             header = read_nifti_header(path)  # quiet, with the spacing read_nifti used
             header.set_data_dtype(np.uint8)
             header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
@@ -218,6 +229,10 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         written.append(target)
     if not quiet:
         warn_far_inputs(far)
+    if dicom:
+        written += predict_dicom(predictor, dicom, output, fmt, lut, quiet, series_uid, overlay,
+                                 taken={stem(f) for f in files}, subjects=subjects)
+    write_clinical(output, subjects, quiet)
     return written
 
 

@@ -16,6 +16,23 @@ def _table_html(rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _clinical_html(metrics: dict) -> list[str]:
+    """The clinical-index agreement table and each domain's Bland-Altman plot (none without ED/ES)."""
+    from vlsa.report.clinical import clinical_rows, refusal_notes
+
+    rows = clinical_rows(metrics)
+    if not rows:
+        return []
+    files = metrics.get("clinical_files", {})
+    out = ["<h2>Clinical indices</h2><p>Per subject from the predicted and the ground-truth ED and ES volumes "
+           f"(<code>{html.escape(files.get('csv', 'clinical.csv'))}</code>); bias = mean(prediction - truth), limits "
+           "of agreement = bias ± 1.96 SD, EF in %.</p>", _table_html(rows),
+           *(f"<p>{html.escape(note)}</p>" for note in refusal_notes(metrics))]
+    for key, png in files.get("plots", {}).items():
+        out.append(f"<h3>Bland-Altman: {html.escape(key)}</h3><img src=\"{html.escape(png)}\" alt=\"Bland-Altman {html.escape(key)}\">")
+    return out
+
+
 def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str = "metrics.json") -> Path:
     """report.html from metrics.json (or report_<what>.html from metrics_<what>.json)."""
     run_dir = Path(run_dir)
@@ -34,6 +51,7 @@ def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str
         f"<h2>HD95 ({units})</h2>", _table_html(domain_table(metrics, "hd95")),
         f"<h2>ASD ({units})</h2>", _table_html(domain_table(metrics, "asd")),
     ]
+    parts += _clinical_html(metrics)
     if (run_dir / "curves.png").is_file():
         parts += ["<h2>Training curves</h2>", '<img src="curves.png" alt="training curves">']
     # a target dataset's domains (keys NAME/DOMAIN) lie in one subfolder per dataset
