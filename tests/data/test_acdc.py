@@ -221,6 +221,7 @@ def test_packaged_acdc_sdg_config_trains_and_scores_acdc_test_volumes(tmp_path):
     _lists(tmp_path / "acdc", train=["patient001", "patient002"], val=["patient003"], test=["patient004"])
     run = tmp_path / "run"
     sets = [a for o in tiny_overrides(tmp_path / "acdc", dataset="acdc", source="ACDC", steps=4) for a in ("--set", o)]
+    sets += ["--set", "data.target_datasets={}"]  # the packaged Sunnybrook target lives in ../shared/realdata
     assert main(["train", "--config", "acdc_sdg", *sets, "--out", str(run)]) == 0
     assert main(["evaluate", "--run", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())

@@ -9,7 +9,8 @@ from tests.engine.synthetic_photos import write_release
 
 PHOTO_RUN_SETS = ["model.name=unet", "model.unet.channels=[8,16,32]", "data.image_size=32", "train.steps=10",
                   "train.batch_size=4", "train.val_every=5", "train.device=cpu", "train.threads=1",
-                  "train.locator.size=64", "train.locator.steps=150", "eval.overlays=1"]
+                  "train.locator.size=64", "train.locator.steps=150", "eval.overlays=1",
+                  "data.target_datasets={}"]  # the packaged DoFE target lives in ../shared/realdata
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,9 @@ def test_evaluate_reports_rv_not_annotated_in_json_md_and_csv(tmp_path, monkeypa
     monkeypatch.setattr(ev, "predict_prepared", lambda model, prepared, bs, dev: (_rv_everywhere(prepared.samples), None))
     run = tmp_path / "run"
     run.mkdir()
+    from vlsa.config import save_config
+
+    save_config(config, run / "config.yaml")  # evaluation records the run's state (no checkpoint here)
     result = ev.evaluate_run(run, quiet=True)
     on_disk = json.loads((run / "metrics.json").read_text())
     for domain in ("siteA", "siteB"):

@@ -173,7 +173,8 @@ def open_target_datasets(config, spec) -> list[TargetDataset]:
         root = Path(target.root) if target.root is not None else synthetic_root(target.dataset, config.data.synth)
         if not root.is_dir():  # a packaged config's conventional path (../shared/realdata/...) elsewhere
             raise ConfigError(f"config key 'data.target_datasets.{name}.root': {root} not found; point it at the dataset with "
-                              f"--set data.target_datasets.{name}.root=PATH")
+                              f"--set data.target_datasets.{name}.root=PATH (or train without other datasets' "
+                              "targets: --set data.target_datasets={})")
         if (target.dataset, root.resolve()) == own:
             raise ConfigError(f"{key}: is the run's own dataset ({target.dataset} at {root}); "
                               "list its domains in data.targets instead")

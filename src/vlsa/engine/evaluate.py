@@ -246,7 +246,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
             fundus_measures.add(key, prepared.samples, native)
         clinical.add(key, prepared.samples, maps, annotated)
         del images
-    result.update(fundus_measures.results(chosen, split, sources, name, quiet))
+    own = [k for k in chosen if plan[k].reader is reader]  # expert ratios / whole photos: the run's dataset only
+    result.update(fundus_measures.results(own, split, sources, name, quiet))
     clinical.write(run_dir, name, result)  # clinical[_<what>].csv/.json, result["clinical"]
     write_json(run_dir / f"{name}.json", result)
     write_text(run_dir / f"{name}.csv", metrics_csv(result))

@@ -61,11 +61,15 @@ def has_locator(run_dir: str | Path) -> bool:
 def locator_config(config: Config) -> Config:
     """The locator's own config from a segmentation config: the same data section and seed at
     `train.locator.size` px, model `unet` (UNET_CHANNELS), `train.locator.steps` steps, the
-    segmentation run's augmentation without the consistency term, `train.mode: locator`."""
+    segmentation run's augmentation without the consistency term and no target datasets, `train.mode:
+    locator`."""
     tree = config.to_dict()
     tree["model"] = {"name": "unet", "unet": {"channels": UNET_CHANNELS, "num_res_units": 1}}
     tree["data"]["image_size"] = config.train.locator.size
     tree["data"]["augment"]["consistency"] = 0.0
+    # the locator predicts background/disc on whole photos: other datasets' targets (disc/cup crops,
+    # another label space) belong to the segmentation run, not to it
+    tree["data"]["target_datasets"] = {}
     tree["train"].update(mode="locator", steps=config.train.locator.steps, ema=0.0,
                          locator={**tree["train"]["locator"], "enabled": False})
     tree["eval"]["postprocess"] = "off"
