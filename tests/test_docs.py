@@ -169,3 +169,15 @@ def test_pyproject_licence_is_an_spdx_string_with_a_setuptools_that_reads_it():
     requires = " ".join(meta["build-system"]["requires"])
     minimum = re.search(r"setuptools>=(\d+)", requires)
     assert minimum and int(minimum.group(1)) >= 77, requires  # 77.0: the first to accept SPDX strings
+
+
+def test_every_packaged_config_is_named_by_train_help_and_cli_md():
+    from vlsa.cli import build_parser
+
+    configs = sorted(p.stem for p in (ROOT / "src" / "vlsa" / "configs").glob("*.yaml"))
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    help_text = next(a.help for a in sub.choices["train"]._actions if "--config" in a.option_strings)
+    cli_md = (ROOT / "docs" / "cli.md").read_text()
+    assert [c for c in configs if c not in help_text] == []
+    assert [c for c in configs if f"`{c}`" not in _cli_sections()["train"] or f"`{c}.yaml`" not in cli_md] == []
