@@ -23,10 +23,13 @@ from PIL import Image
 
 from tests.own_data import disc_image, make_scans, make_sites
 from vlsa.cli import main
+from vlsa.config import TrainConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = ("train.steps=4 train.val_every=2 train.batch_size=2 train.device=cpu data.image_size=32 "
         "model.name=unet model.unet.channels=[8,16] eval.overlays=2 train.threads=1")
+if "locator" in TrainConfig.model_fields:  # the whole-photo disc locator drishti_sdg trains too (issue 27)
+    TINY += " train.locator.steps=2 train.locator.size=32"
 BLOCKS = ("fundus", "cardiac", "own-data", "nnunet")  # every README block of commands a test runs
 
 
