@@ -1,26 +1,45 @@
-"""Write the README's results block from the committed benchmark results, so no number in it is
-typed by hand: the DG tables (mean ± sample std over seeds, and each method's paired comparison
-with the reference method, `dg_table.REFERENCE`) from `results/dg_synthetic.json` and the headline
-costs from `results/speed_cpu.json`. A difference is worded better/worse only when its 95 %
-interval excludes 0; otherwise "inconclusive". The demo block comes from `results/demo_table.txt`
-(the table a `vlsa demo` run writes: `vlsa demo --out demo_out && cp demo_out/demo_table.txt benchmarks/results/`).
+"""Write the generated blocks of README.md and docs/benchmarks.md from the committed benchmark results,
+so no number in them is typed by hand.
 
-    python benchmarks/readme_results.py           # rewrite the block between the README markers
-    python benchmarks/readme_results.py --check   # exit 1 if the README block is stale (the test suite runs this)
+- README.md, `demo`: `results/demo_table.txt` (the table a `vlsa demo` run writes:
+  `vlsa demo --out demo_out && cp demo_out/demo_table.txt benchmarks/results/`).
+- README.md, `results`: the headline tables, compact: real data first (`results/dg_real.json`, written
+  by benchmarks/dg_real.py; one table per dataset, the sim-to-real setting as a column), then the
+  synthetic benchmarks (`results/dg_synthetic.json`, benchmarks/dg_table.py) in one table.
+- docs/benchmarks.md, `results-real`: `results/dg_real.md` as dg_real.py wrote it (links re-pointed).
+- docs/benchmarks.md, `results-synthetic`: the DG tables (mean ± sample std over seeds, and each
+  method's paired comparison with the reference method, `dg_table.REFERENCE`) and the headline costs
+  from `results/speed_cpu.json`.
+
+A difference is worded better/worse only when its 95 % interval excludes 0; otherwise "inconclusive".
+
+    python benchmarks/readme_results.py           # rewrite every block between its markers
+    python benchmarks/readme_results.py --check   # exit 1 if a block is stale (the test suite runs this)
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
+import re
 import sys
+import textwrap
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dg_stats  # noqa: E402  (numpy and scipy only)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-START, END = "<!-- results:start (benchmarks/readme_results.py) -->", "<!-- results:end -->"
-DEMO_START, DEMO_END = "<!-- demo:start (benchmarks/readme_results.py) -->", "<!-- demo:end -->"
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start (benchmarks/readme_results.py) -->", f"<!-- {name}:end -->"
+
+
+START, END = markers("results")
+DEMO_START, DEMO_END = markers("demo")
 TITLES = {"fundus": "fundus (4 sites)", "mms": "cardiac (4 vendors)"}
 UNITS = {"fundus": "px", "mms": "mm"}
 HEADLINE_METHODS = ("ERM U-Net + colour aug", "ERM U-Net + RandConv", "VLSA", "VLSA (medsam)", "VLSA (cnn)")  # quoted when no comparison exists
@@ -135,37 +154,219 @@ def encoder_headline(speed: dict) -> list[str]:
     return [line]
 
 
-def block() -> str:
-    dg = json.loads((RESULTS / "dg_synthetic.json").read_text())
-    speed = json.loads((RESULTS / "speed_cpu.json").read_text())
-    return "\n".join([START, *headline(dg, speed), *dg_tables(dg), END])
+# ---- README: the headline tables, compact (real data first) -------------------------------------
+
+DG_REAL = ROOT / "benchmarks" / "dg_real.py"
+DATASET_OF = {"fundus": "fundus", "fundus-sim": "fundus", "cardiac": "cardiac", "cardiac-sim": "cardiac"}
+# The README's tables leave VLSA's ablations (VLSA without a part) to docs/benchmarks.md, so they stay
+# short; every baseline stays (nnU-Net v2 w/o post-processing included, where it is the nnU-Net row).
+def in_readme(method: str) -> bool:
+    return not (method.startswith("VLSA") and ("w/o" in method or "text=" in method))
 
 
-def demo_block() -> str:
-    table = (RESULTS / "demo_table.txt").read_text()
-    return "\n".join([DEMO_START, "```", table.rstrip("\n"), "```", DEMO_END])
+def _unverified(check: dict) -> str:
+    """' (unverified against: A, B)' for the baselines a target check could not compare with."""
+    return f" (unverified against: {', '.join(check['missing'])})" if check.get("missing") else ""
+
+
+DATASET_TITLES = {"fundus": "Fundus", "cardiac": "Cardiac MRI"}
+
+
+def real_titles() -> dict[str, str]:
+    """The titles dg_real.py gives its settings, read from its source without importing it (it imports torch)."""
+    for node in ast.parse(DG_REAL.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TITLES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def _is_nan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _value(row: dict, key: str) -> str:
+    """'0.810' or '0.810 ± 0.012' (the std only with two or more seeds); '–' where there is no number."""
+    s = row.get(key + "_std")
+    return _number(row.get(key)) + ("" if _is_nan(row.get(key)) or _is_nan(s) else f" ± {s:.3f}")
+
+
+def _number(x) -> str:
+    return "–" if _is_nan(x) else f"{x:.3f}"
+
+
+def _delta(c: dict | None) -> str:
+    """A paired difference: '+0.044 [+0.010, +0.077] better', or the mean alone when fewer than 2 units."""
+    if c is None or not c.get("n"):
+        return "–"
+    if c["n"] < 2:
+        return f"{c['mean']:+.3f} (1 unit, no interval)"
+    word = "inconclusive" if c["better"] is None else ("better" if c["better"] else "worse")
+    return f"{c['mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] {word}"
+
+
+def _unseen_classes(methods: dict) -> list[str]:
+    """Classes with an unseen number for some method (a class no target annotates, RV on Sunnybrook, is left out)."""
+    names = dict.fromkeys(k[len("unseen_dice_"):] for r in methods.values() for k in r
+                          if k.startswith("unseen_dice_") and not k.endswith("_std"))
+    return [c for c in names if any(not _is_nan(r.get(f"unseen_dice_{c}")) for r in methods.values())]
+
+
+def _label(dataset: str, c: str) -> str:
+    return c.upper() if dataset == "cardiac" else c
+
+
+def _budget(b: dict) -> str:
+    """{'steps': 600, 'image size': 96, 'batch': 8, 'lr': 0.002} -> '600 steps, 96 px, batch 8, lr 0.002'."""
+    words = {"steps": "{} steps", "image size": "{} px", "batch": "batch {}", "lr": "lr {}"}
+    return ", ".join(words.get(k, k + " {}").format(v) for k, v in b.items())
+
+
+def real_compact(real: dict) -> list[str]:
+    """One table per dataset: the real setting's rows, with the sim-to-real setting's unseen Dice as a column."""
+    titles, reference = real_titles(), real.get("reference")
+    table = real["table"]
+    not_run = f" Not run: {', '.join(real['not_run'])} ([why](docs/benchmarks.md#real-data))." if real.get("not_run") else ""
+    lines = [f"**Real data** (`benchmarks/dg_real.py`, {real.get('provenance', {}).get('date', '?')[:10]}): trained on "
+             f"one real site, tested on sites it never saw; Δ: paired, per (seed, unseen case), 95 % interval.{not_run}\n"]
+    for dataset in dict.fromkeys(DATASET_OF.get(s, s) for s in table):
+        settings = [s for s in table if DATASET_OF.get(s, s) == dataset]
+        main = next((s for s in settings if not s.endswith("-sim")), settings[0])
+        sim = next((s for s in settings if s != main), None)
+        methods = table[main]
+        classes = _unseen_classes(methods)
+        cmp = dg_stats.compare({m: r["units"] for m, r in methods.items() if "units" in r}, reference)
+        lines.append(f"*{DATASET_TITLES.get(dataset, dataset)}: {titles.get(main, main)}* "
+                     f"({_budget(real.get('budgets', {}).get(main, {}))})\n")
+        header = ["method", "seeds", "same-site Dice", "unseen Dice",
+                  "unseen " + " / ".join(_label(dataset, c) for c in classes), f"Δ vs {reference}"]
+        if sim:
+            header.append(f"{titles.get(sim, sim)}: real Dice")
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method, r in ((m, r) for m, r in methods.items() if in_readme(m)):
+            cells = [method, str(len(r["seeds"])), _value(r, "source_dice"), f"**{_value(r, 'unseen_dice')}**",
+                     " / ".join(_number(r.get(f"unseen_dice_{c}")) for c in classes),
+                     "reference" if method == reference else _delta(cmp.get(method, {}).get("unseen_dice"))]
+            if sim:
+                cells.append(_value(table[sim].get(method, {}), "unseen_dice"))
+            lines.append("| " + " | ".join(cells) + " |")
+        check = real.get("target", {}).get(main)
+        if check:
+            lines.append(f"\nTarget ({check['method']} ≥ strongest baseline + {check['target']:.2f}): margin "
+                         f"{check['margin']:+.3f} over {check['best_baseline']} → **{'met' if check['met'] else 'missed'}**"
+                         f"{_unverified(check)}.")
+        lines.append("")
+    return lines
+
+
+def synthetic_compact(dg: dict) -> list[str]:
+    """Both synthetic benchmarks in one table: unseen Dice and the paired difference to the reference."""
+    reference, table = dg.get("reference"), dg["table"]
+    datasets = list(table)
+    lines = ["**Synthetic benchmarks** (`benchmarks/dg_table.py`): 4 synthetic sites or vendors, each source → the 3 "
+             f"unseen; Δ to {reference}, paired per (source, seed); {_budget(dg['budget'])}.\n"]
+    header = ["method (synthetic)"]
+    for d in datasets:
+        header += [f"{TITLES.get(d, d)}: unseen Dice", "Δ"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in dict.fromkeys(m for d in datasets for m in table[d] if in_readme(m)):
+        cells = [method]
+        for d in datasets:
+            r = table[d].get(method)
+            c = dg.get("comparisons", {}).get(d, {}).get(method)
+            cells += [_value(r, "unseen_dice") if r else "–",
+                      "reference" if method == reference else _delta(c["unseen_dice"] if c else None)]
+        lines.append("| " + " | ".join(cells) + " |")
+    checks = dg.get("target", {})
+    if checks:
+        margin = next(iter(checks.values()))["target"]
+        lines.append(f"\nTarget (VLSA ≥ strongest baseline + {margin:.2f}): " + "; ".join(
+            f"{'cardiac' if d == 'mms' else d}: margin {c['margin']:+.3f} over {c['best_baseline']} → "
+            f"**{'met' if c['met'] else 'missed'}**{_unverified(c)}" for d, c in checks.items()) + ".")
+    return lines + [""]
+
+
+def wrap(lines: list[str], width: int = 100) -> list[str]:
+    """Prose lines wrapped at `width` (table rows and blank lines as they are), so a README paragraph
+    reads as the few lines it is in an editor too."""
+    out = []
+    for line in "\n".join(lines).split("\n"):
+        out += [line] if not line or line.startswith("|") else textwrap.wrap(line, width, break_long_words=False,
+                                                                            break_on_hyphens=False)
+    return out
+
+
+def readme_results(results: Path) -> list[str]:
+    real = results / "dg_real.json"
+    lines = real_compact(json.loads(real.read_text())) if real.is_file() else [
+        "**Real data**: no results committed yet (`python benchmarks/dg_real.py` writes `benchmarks/results/dg_real.json`).\n"]
+    lines += synthetic_compact(json.loads((results / "dg_synthetic.json").read_text()))
+    lines.append("Ablations, per-class Dice, HD95, costs and how to reproduce: [docs/benchmarks.md](docs/benchmarks.md).")
+    return wrap(lines)
+
+
+# ---- docs/benchmarks.md: the full tables -----------------------------------------------------------
+
+def relink(text: str, prefix: str) -> str:
+    """Re-point the relative Markdown links of `text` (written for one folder) by `prefix`."""
+    return re.sub(r"\]\((?!https?:|#|/)([^)]+)\)", lambda m: f"]({prefix}{m.group(1)})", text)
+
+
+def benchmarks_real(results: Path) -> list[str]:
+    """results/dg_real.md as dg_real.py wrote it, its title dropped, headings one level down, links from docs/."""
+    md = results / "dg_real.md"
+    if not md.is_file():
+        return ["No real-data results committed yet: `python benchmarks/dg_real.py` writes them."]
+    text = md.read_text().split("\n", 1)[1] if md.read_text().startswith("# ") else md.read_text()
+    text = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", text, flags=re.M)
+    return [relink(text.strip("\n"), "../benchmarks/results/")]
+
+
+def benchmarks_synthetic(results: Path) -> list[str]:
+    dg = json.loads((results / "dg_synthetic.json").read_text())
+    speed = json.loads((results / "speed_cpu.json").read_text())
+    return [relink("\n".join([*headline(dg, speed), *dg_tables(dg)]), "../")]
+
+
+def demo(results: Path) -> list[str]:
+    return ["```", (results / "demo_table.txt").read_text().rstrip("\n"), "```"]
+
+
+# (file under the repository root, block name, maker)
+BLOCKS = [("README.md", "demo", demo), ("README.md", "results", readme_results),
+          ("docs/benchmarks.md", "results-real", benchmarks_real),
+          ("docs/benchmarks.md", "results-synthetic", benchmarks_synthetic)]
+
+
+def render(text: str, name: str, lines: list[str], path: Path) -> str:
+    start, end = markers(name)
+    if start not in text or end not in text:
+        raise SystemExit(f"{path}: no block markers ({start} ... {end})")
+    head, rest = text.split(start, 1)
+    return head + "\n".join([start, *lines, end]) + rest.split(end, 1)[1]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only check that the README block is current")
-    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    parser.add_argument("--check", action="store_true", help="only check that every block is current")
+    parser.add_argument("--root", default=str(ROOT), help="the tree holding README.md and docs/ (default: this repository)")
+    parser.add_argument("--results", default=str(RESULTS), help="the results folder read (default: benchmarks/results)")
     args = parser.parse_args()
-    readme = Path(args.readme)
-    text = readme.read_text()
-    new = text
-    for start, end, make in ((START, END, block), (DEMO_START, DEMO_END, demo_block)):
-        if start not in new or end not in new:
-            print(f"{readme}: no results markers ({start} ... {end})", file=sys.stderr)
-            return 1
-        head, rest = new.split(start, 1)
-        new = head + make() + rest.split(end, 1)[1]
-    if args.check:
+    root, results = Path(args.root), Path(args.results)
+    stale = []
+    for rel in dict.fromkeys(f for f, _, _ in BLOCKS):
+        path = root / rel
+        text = path.read_text()
+        new = text
+        for _, name, make in (b for b in BLOCKS if b[0] == rel):
+            new = render(new, name, make(results), path)
         if new != text:
-            print(f"{readme}: results block is stale; run python benchmarks/readme_results.py", file=sys.stderr)
-            return 1
-        return 0
-    readme.write_text(new)
+            stale.append(path)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"{', '.join(map(str, stale))}: generated block is stale; run python benchmarks/readme_results.py",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -226,8 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on the config's source domain(s); checkpoints are selected on a source "
                                    "validation split, never on target domains.")
     p.add_argument("--config", help="YAML file, or a packaged config by name (fundus_sdg, drishti_sdg, mms_sdg, "
-                                    "folder_sdg, demo); "
-                                    "defaults if omitted")
+                                    "acdc_sdg, folder_sdg, demo); defaults if omitted")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. train.steps=100 (also read from $VLSA_SET)")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>[-<backbone>]-<source>-s<seed>)")

@@ -1,6 +1,6 @@
 """Per-class segmentation metrics (MONAI): Dice, HD95 and ASD, per image or per volume.
 
-Decisions (documented in the README):
+Decisions (documented in docs/evaluation.md):
 - Unit of evaluation: fundus per image; volumes (M&Ms) per 3D volume (the slices of one case and
   phase stacked, spacing (row, col, slice thickness)), then averaged over volumes of a domain.
 - Regions: overlapping structures are evaluated as such (fundus disc = rim ∪ cup).

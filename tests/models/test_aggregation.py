@@ -83,7 +83,7 @@ def test_gradient_reaches_features_but_not_through_the_iterations():
 
 
 def test_text_anchored_centres_are_named_by_the_classes():
-    # README: "C clusters are seeded by, and named by, the classes": after the iterations, centre c
+    # docs/method.md: "C clusters are seeded by, and named by, the classes": after the iterations, centre c
     # (anchored at class c's embedding) sits on the pixels of class c, whatever order the classes
     # come in and however the other (running) centres start
     torch.manual_seed(0)
@@ -100,5 +100,5 @@ def test_text_anchored_centres_are_named_by_the_classes():
             centre = mu[0, :, slot]
             assert (centre @ means[cls]) > 0.95  # the centre is the class's mean direction
             # among the anchored centres, the pixels of that class respond to it (free centres may
-            # settle on the same cluster and share its responsibility: the README says so)
+            # settle on the same cluster and share its responsibility: docs/method.md says so)
             assert z[labels == cls][:, :classes].argmax(1).eq(slot).float().mean() > 0.95

@@ -46,5 +46,5 @@ def mask_values(reader) -> tuple[int, ...]:
 
 
 # reader -> grey level of each label index (background, rim, cup) in the public releases' mask files
-# (README, Datasets); readers not listed (M&Ms) store the label indices themselves
+# (docs/datasets.md); readers not listed (M&Ms) store the label indices themselves
 MASK_VALUES = {"DoFEReader": (255, 128, 0), "RigaReader": (0, 255, 128)}

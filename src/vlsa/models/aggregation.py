@@ -6,7 +6,7 @@ After the EM attention unit of EMANet (Li et al., ICCV 2019), as the VLSA paper 
 T iterations without gradient; one final E-step with gradient; each pixel is re-expressed from
 the centres (x̃ = μ zᵀ), then 1x1 conv + norm, plus a residual connection.
 
-Choices where the description is silent (documented in the README):
+Choices where the description is silent (documented in docs/method.md):
 - the E-step uses cosine similarity (x̂ = x / ||x||) scaled by λ (default 10): the centres are
   unit-norm, so normalising the pixels too makes λ a temperature that does not depend on the
   feature scale, which is what changes most between domains;
