@@ -9,6 +9,7 @@ copied into the repository."""
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import os
@@ -203,7 +204,7 @@ def test_readme_fundus_block_runs_as_written(realdata, tmp_path, monkeypatch, ca
     monkeypatch.setenv("DOFE", str(realdata / "dofe-samples"))  # 8 crops: small as it is
     monkeypatch.setenv("VLSA_SET", TINY)
     monkeypatch.chdir(tmp_path)
-    assert run_block("fundus") == "verify verify train evaluate predict train"
+    assert run_block("fundus") == "verify verify train evaluate predict predict train"
     out = capsys.readouterr().out
     assert re.search(r"DrishtiGS1 train\s+3 images", out) and re.search(r"Domain4 test\s+1 images", out)
     metrics = json.loads((tmp_path / "runs" / "drishti" / "metrics.json").read_text())
@@ -214,6 +215,12 @@ def test_readme_fundus_block_runs_as_written(realdata, tmp_path, monkeypatch, ca
     assert label.shape == np.asarray(Image.open(crop)).shape[:2] and set(np.unique(label)) <= {0, 1, 2}
     assert (tmp_path / "outputs" / "fundus" / f"{crop.stem}_overlay.png").is_file()
     assert json.loads((tmp_path / "runs" / "dofe" / "run.json").read_text())["sources"] == ["Domain1"]
+    # whole photographs through the locator: a label map of the photo's size and one measures.csv row each
+    rows = list(csv.DictReader(open(tmp_path / "outputs" / "photos" / "measures.csv")))
+    photos = sorted((tmp_path / "drishti" / "Test" / "Images").iterdir())
+    assert [r["image"] for r in rows] == [p.name for p in photos] and "vcdr" in rows[0]
+    assert np.asarray(Image.open(tmp_path / "outputs" / "photos" / f"{photos[0].stem}.png")).shape == \
+        np.asarray(Image.open(photos[0])).shape[:2]
 
 
 def test_readme_cardiac_block_runs_as_written(realdata, tmp_path, monkeypatch, capsys):
@@ -222,7 +229,7 @@ def test_readme_cardiac_block_runs_as_written(realdata, tmp_path, monkeypatch, c
     monkeypatch.setenv("SUNNYBROOK", str(realdata / "sunnybrook-scd"))  # 5 patients: small as it is
     monkeypatch.setenv("VLSA_SET", TINY)
     monkeypatch.chdir(tmp_path)
-    assert run_block("cardiac") == "verify verify train evaluate synth predict"
+    assert run_block("cardiac") == "verify verify train evaluate synth predict predict"
     out = capsys.readouterr().out
     assert re.search(r"ACDC test\s+\d+ images\s+4 units", out)  # 2 test patients x (ED, ES)
     metrics = json.loads((tmp_path / "runs" / "acdc" / "metrics.json").read_text())
@@ -234,3 +241,7 @@ def test_readme_cardiac_block_runs_as_written(realdata, tmp_path, monkeypatch, c
         source, written = nib.load(volume), nib.load(tmp_path / "outputs" / "cardiac" / Path(volume).name)
         assert written.shape == source.shape and np.allclose(written.affine, source.affine)
         assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
+    dicom = tmp_path / "outputs" / "dicom"
+    assert sorted(p.name for p in dicom.glob("*.seg.dcm")) and (dicom / "clinical.csv").is_file()
+    row = next(csv.DictReader(open(dicom / "clinical.csv")))
+    assert row["subject"].startswith("SCD0000101") and row["lv_ef_pred"] != ""

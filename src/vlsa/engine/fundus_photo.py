@@ -98,14 +98,17 @@ class PhotoSegmenter:
         location = self.locator.locate(image)
         if not location.found:
             return PhotoResult(np.zeros(shape, np.uint8), location, None, None)
-        box = located = roi.square_box(location.centre, location.diameter, self.scale)
+        # a disc (found, or refined from a poor segmentation) wider than the image is no disc: the ROI
+        # side is capped at twice the image's longer side, which also bounds the work per image
+        cap = 2 * max(shape) / self.scale
+        box = located = roi.square_box(location.centre, min(location.diameter, cap), self.scale)
         labels = self.segment_roi(image, box)
         for _ in range(REFINEMENTS):
             if not (labels > 0).any():
                 break
             top, left, bottom, right = roi.bounding_box(labels > 0)
             centre = (box[0] + (top + bottom) / 2, box[1] + (left + right) / 2)
-            new = roi.square_box(centre, max(bottom - top, right - left), self.scale)
+            new = roi.square_box(centre, min(max(bottom - top, right - left), cap), self.scale)
             if _settled(new, box):
                 break
             refined = self.segment_roi(image, new)
