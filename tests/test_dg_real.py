@@ -1,0 +1,39 @@
+"""The real-data DG table's statistics (benchmarks/dg_real.py) on hand-made unit records: unseen Dice
+over the target sites' annotated classes only, and pairs per (seed, unseen case)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import dg_real  # noqa: E402
+
+
+def record(lv: float, cases: dict[str, float]) -> dict:
+    """One seed of a cardiac unit: ACDC (same site) and Sunnybrook (unseen; RV not annotated)."""
+    domains = {
+        "ACDC": {"role": "source", "dice": {"lv": 0.9, "myo": 0.8, "rv": 0.7, "mean": 0.8}, "hd95": {"mean": 3.0}},
+        "sunnybrook/Sunnybrook": {"role": "target", "dice": {"lv": lv, "myo": 0.6, "rv": "not annotated",
+                                                             "mean": (lv + 0.6) / 2},
+                                  "hd95": {"mean": 5.0}, "cases": {c: {"dice": v} for c, v in cases.items()}}}
+    return {"runs": {"ACDC": {"domains": domains}}}
+
+
+def test_unseen_dice_skips_unannotated_classes_and_pairs_per_case():
+    units = {("cardiac", "ERM U-Net + colour aug"): {0: record(0.80, {"p1": 0.70, "p2": 0.60}),
+                                                    1: record(0.82, {"p1": 0.72, "p2": 0.62})},
+             ("cardiac", "VLSA"): {0: record(0.90, {"p1": 0.78, "p2": 0.70}), 1: record(0.92, {"p1": 0.80, "p2": 0.71})}}
+    table = dg_real.summarise(units)
+    vlsa = table["cardiac"]["VLSA"]
+    assert vlsa["unseen_dice"] == pytest.approx((0.75 + 0.76) / 2)  # (LV + MYO) / 2, RV left out
+    assert vlsa["unseen_dice_rv"] != vlsa["unseen_dice_rv"]  # NaN: not annotated, never 0
+    assert vlsa["unseen_dice_lv"] == pytest.approx(0.91) and vlsa["source_dice"] == pytest.approx(0.8)
+    assert sorted(vlsa["units"]["unseen_dice"]) == ["s0/sunnybrook/Sunnybrook/p1", "s0/sunnybrook/Sunnybrook/p2",
+                                                     "s1/sunnybrook/Sunnybrook/p1", "s1/sunnybrook/Sunnybrook/p2"]
+    check = dg_real.target_check(table)["cardiac"]
+    assert check["best_baseline"] == "ERM U-Net + colour aug" and check["paired"]["n"] == 4
+    assert check["paired"]["mean"] == pytest.approx((0.08 + 0.10 + 0.08 + 0.09) / 4)
+    assert check["margin"] == pytest.approx(0.05) and check["met"]
+    md = "\n".join(dg_real.setting_markdown("cardiac", table["cardiac"]))
+    assert "| not annotated |" in md and "nnU-Net v2 | 0 | not run here" in md
