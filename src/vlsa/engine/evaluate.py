@@ -180,8 +180,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     target datasets, test split, the run's data) writes metrics.json/.csv/.md; a subset, `--data`
     elsewhere or `split='all'` writes metrics_<what>.* beside it. `split='all'` scores every image
     of the target domains (they were never trained on); a target dataset's domains are scored on its
-    entry's `split` (test, or all its labelled images). Each domain records the `units` of its distances (mm where every
-    case's spacing is known, else px).
+    entry's `split` (test, or all its labelled images). Each domain records the `units` of its
+    distances (mm where every case's spacing is known, else px).
     Raises VlsaError for unknown domains or data whose classes differ from the run's."""
     run_dir = Path(run_dir)
     config, spec, model = load_run(run_dir, device=device)
@@ -226,29 +226,45 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
             check_no_training_cases(run_dir, entry.domain, samples)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
-        native, small = predict_prepared(model, prepared, config.eval.batch_size, dev)
-        annotated = entry.reader.spec.annotated  # the evaluated dataset's annotation (None: all), not the run's
-        maps = scored_maps(prepared, native, spec, postprocess=pp["applied"])  # scored, shown, predicted
-        scores = score(prepared, maps, spec, annotated=annotated)
-        # a target dataset's domains also name their dataset (the run's own keep today's keys)
-        info = {"role": entry.role} if entry.reader is reader else {"role": entry.role, "dataset": entry.dataset}
-        # distances are in mm only where every case's spacing is known (ACDC's h5 copy has none: voxels)
-        known = spec.volumetric and all(s.meta.get("spacing_known", True) for s in samples)
-        info["units"] = "mm" if known else "px"
-        result["domains"][key] = {**info, **scores.aggregate(), "cases": case_scores(scores)}
+        native, _ = predict_prepared(model, prepared, config.eval.batch_size, dev)
+        scored, flipped, maps, scores = domain_scores(entry, reader, prepared, native, spec, pp["applied"])
+        result["domains"][key] = scored
         # both, so a table can show post-processing off (or on) from the same run
-        flipped = score(prepared, native, spec, postprocess=not pp["applied"], annotated=annotated)
-        other = {**flipped.aggregate(), "cases": case_scores(flipped)}
-        result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][key] = result["domains"][key]
-        result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][key] = {**info, **other}
+        result[f"domains_postprocess_{'on' if pp['applied'] else 'off'}"][key] = scored
+        result[f"domains_postprocess_{'off' if pp['applied'] else 'on'}"][key] = flipped
         overlay_rows[key] = overlay_tiles(images, prepared.samples, maps, spec, config.eval.overlays, scores)
         if entry.reader is reader:  # expert ratios and whole photos: the run's own dataset (Drishti-GS1)
             fundus_measures.add(key, prepared.samples, native)
-        clinical.add(key, prepared.samples, maps, annotated)
+        clinical.add(key, prepared.samples, maps, entry.reader.spec.annotated)
         del images
     own = [k for k in chosen if plan[k].reader is reader]  # expert ratios / whole photos: the run's dataset only
     result.update(fundus_measures.results(own, split, sources, name, quiet))
     clinical.write(run_dir, name, result)  # clinical[_<what>].csv/.json, result["clinical"]
+    write_outputs(run_dir, name, result, overlay_rows, quiet)
+    return result
+
+
+def domain_scores(entry: Evaluated, own_reader, prepared, native: list[np.ndarray], spec, applied: bool):
+    """One domain's scores -> (its metrics.json entry, scored on the maps `scored_maps` gives:
+    post-processed when `applied`; the same entry with post-processing flipped; those maps (what
+    overlays show and predict writes); the DomainAccumulator). Regions the evaluated dataset does not
+    annotate are left out; distances are in mm only where every case's spacing is known (ACDC's h5
+    copy has none: voxels)."""
+    annotated = entry.reader.spec.annotated  # the evaluated dataset's annotation (None: all), not the run's
+    maps = scored_maps(prepared, native, spec, postprocess=applied)
+    scores = score(prepared, maps, spec, annotated=annotated)
+    flipped = score(prepared, native, spec, postprocess=not applied, annotated=annotated)
+    # a target dataset's domains also name their dataset (the run's own keep today's keys)
+    info = {"role": entry.role} if entry.reader is own_reader else {"role": entry.role, "dataset": entry.dataset}
+    known = spec.volumetric and all(s.meta.get("spacing_known", True) for s in prepared.samples)
+    info["units"] = "mm" if known else "px"
+    return ({**info, **scores.aggregate(), "cases": case_scores(scores)},
+            {**info, **flipped.aggregate(), "cases": case_scores(flipped)}, maps, scores)
+
+
+def write_outputs(run_dir: Path, name: str, result: dict, overlay_rows: dict, quiet: bool) -> None:
+    """<name>.json/.csv/.md, the overlay PNGs (NAME/DOMAIN keys of target datasets: a subfolder per
+    dataset) and, unless `quiet`, the tables printed."""
     write_json(run_dir / f"{name}.json", result)
     write_text(run_dir / f"{name}.csv", metrics_csv(result))
     write_text(run_dir / f"{name}.md", metrics_markdown(result) + clinical_markdown(result))
@@ -256,7 +272,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
 
     folder = run_dir / ("overlays" if name == "metrics" else f"overlays_{name.removeprefix('metrics_')}")
     for key, panel in overlay_rows.items():
-        if panel is not None:  # NAME/DOMAIN keys of target datasets: one subfolder per dataset
+        if panel is not None:
             write_png(folder / f"{key}.png", panel)
     if not quiet:
         print(console(domain_table(result, "dice")))
@@ -264,7 +280,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
             print(console(clinical_rows(result)))
         if name != "metrics":
             print(f"results: {run_dir / (name + '.json')} (metrics.json, the full evaluation, is left as it is)")
-    return result
 
 
 def read_metrics(run_dir: str | Path) -> dict:
