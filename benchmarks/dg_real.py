@@ -228,9 +228,19 @@ def setting_markdown(setting: str, methods: dict) -> list[str]:
                                       secs]) + " |")
     for name, why in NOT_RUN.items():
         out.append(f"| {name} | 0 | {why} |" + " |" * (len(header) - 3))
-    cmp = dg_stats.compare({m: r["units"] for m, r in methods.items()}, REFERENCE)
+    out += paired_markdown(methods, REFERENCE, list(methods))
+    # the ablations ask whether EM Aggregation, text guidance and the foundation backbones matter:
+    # each against the default itself
+    out += paired_markdown(methods, DEFAULT_METHOD, [m for m in methods if m.startswith("VLSA ")])
+    return out
+
+
+def paired_markdown(methods: dict, reference: str, rows: list[str]) -> list[str]:
+    """The paired table of `rows` against `reference` per (seed, unseen case); empty without pairs."""
+    cmp = dg_stats.compare({m: r["units"] for m, r in methods.items() if m in (*rows, reference)}, reference)
+    out = []
     if cmp:
-        out += [f"\nPaired with **{REFERENCE}** per (seed, unseen case): mean Δ unseen Dice [95 % t-interval].\n",
+        out += [f"\nPaired with **{reference}** per (seed, unseen case): mean Δ unseen Dice [95 % t-interval].\n",
                 "| method | paired units | Δ unseen Dice [95 % CI] | verdict |", "|---|---|---|---|"]
         for method, c in cmp.items():
             d = c["unseen_dice"]
@@ -238,7 +248,7 @@ def setting_markdown(setting: str, methods: dict) -> list[str]:
                 out.append(f"| {method} | 0 | no per-case record | – |")
                 continue
             ci = f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["n"] >= 2 else f"{d['mean']:+.3f}"
-            out.append(f"| {method} | {d['n']} | {ci} | {dg_stats.verdict_text(d, REFERENCE)} |")
+            out.append(f"| {method} | {d['n']} | {ci} | {dg_stats.verdict_text(d, reference)} |")
     return out
 
 
