@@ -30,7 +30,7 @@ def geometry_for(volumetric: bool, native: tuple[int, int], size: int) -> Geomet
     return Geometry("pad" if volumetric else "resize", tuple(int(n) for n in native), size)
 
 
-def _place(array: torch.Tensor, src: tuple[int, int], dst: tuple[int, int], fill: float) -> torch.Tensor:
+def place(array: torch.Tensor, src: tuple[int, int], dst: tuple[int, int], fill: float) -> torch.Tensor:
     """Centre `array` (... x H x W of shape src) in a canvas of shape dst, cropping or padding."""
     out = array.new_full((*array.shape[:-2], *dst), fill)
     ys, yd = _span(src[0], dst[0])
@@ -57,9 +57,9 @@ def to_model(image: np.ndarray, label: np.ndarray | None, geom: Geometry):
         if lab is not None:
             lab = F.interpolate(lab[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
     else:
-        img = _place(img, geom.native, size, 0.0)
+        img = place(img, geom.native, size, 0.0)
         if lab is not None:
-            lab = _place(lab, geom.native, size, 0)
+            lab = place(lab, geom.native, size, 0)
     return img, lab
 
 
@@ -67,9 +67,9 @@ def to_native(logits: torch.Tensor, geom: Geometry) -> torch.Tensor:
     """K x S x S logits -> K x H x W logits on the native grid (padding regions -> background)."""
     if geom.mode == "resize":
         return F.interpolate(logits[None], size=geom.native, mode="bilinear", align_corners=False)[0]
-    out = _place(logits, (geom.size, geom.size), geom.native, 0.0)
+    out = place(logits, (geom.size, geom.size), geom.native, 0.0)
     # native pixels outside the model's field of view are background
-    outside = _place(torch.ones(1, geom.size, geom.size), (geom.size, geom.size), geom.native, 0.0)[0] == 0
+    outside = place(torch.ones(1, geom.size, geom.size), (geom.size, geom.size), geom.native, 0.0)[0] == 0
     if outside.any():
         out[:, outside] = -1e4
         out[0, outside] = 1e4

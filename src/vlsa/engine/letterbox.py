@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlsa.engine.geometry import place
+
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -49,7 +51,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[torch.Tensor, Letterbox]:
     box = Letterbox(tuple(int(n) for n in image.shape[-2:]), int(size))
     img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     small = F.interpolate(img[None], size=box.inner, mode="bilinear", antialias=True, align_corners=False)[0]
-    return _place(small, box, 0.0), box
+    return place(small, box.inner, (box.size, box.size), 0.0), box
 
 
 def letterbox_mask(mask: np.ndarray, size: int) -> torch.Tensor:
@@ -58,11 +60,5 @@ def letterbox_mask(mask: np.ndarray, size: int) -> torch.Tensor:
     box = Letterbox(tuple(int(n) for n in mask.shape[-2:]), int(size))
     m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
     small = F.interpolate(m[None, None], size=box.inner, mode="area")[0, 0]
-    return (_place(small, box, 0.0) >= 0.5).long()
+    return (place(small, box.inner, (box.size, box.size), 0.0) >= 0.5).long()
 
-
-def _place(array: torch.Tensor, box: Letterbox, fill: float) -> torch.Tensor:
-    out = array.new_full((*array.shape[:-2], box.size, box.size), fill)
-    (h, w), (r0, c0) = box.inner, box.offset
-    out[..., r0 : r0 + h, c0 : c0 + w] = array
-    return out
