@@ -116,11 +116,13 @@ def slim(result: dict) -> dict:
 
 def wall_seconds(unit: Path) -> float | None:
     """Training seconds (log.csv's clock) of a unit's run(s)."""
+    from vlsa.engine.run_folder import read_log
+
     total = None
     for log in unit.glob("*/log.csv"):
-        rows = log.read_text().strip().splitlines()
-        if len(rows) > 1:
-            total = (total or 0.0) + float(rows[-1].split(",")[-1] or 0)
+        rows = read_log(log, upto=sys.maxsize)  # by column name, not position
+        if rows:
+            total = (total or 0.0) + float(rows[-1]["seconds"] or 0)
     return total
 
 
