@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from vlsa.config import load_config
 from vlsa.data.domains import check_domains, open_reader
+from vlsa.data.integrity import is_empty_split
 from vlsa.engine.checkpoint import load_checkpoint, load_model_state, spec_from_dict
 from vlsa.engine.clinical_indices import ClinicalTable
 from vlsa.engine.compat import check_compatible, run_info
@@ -113,7 +114,7 @@ def split_samples(reader, domain: str, split: str) -> list:
         try:
             out.extend(reader.samples(domain, part))
         except DataError as exc:
-            if "empty domain" not in exc.problem:
+            if not is_empty_split(exc):  # a split with no cases is skipped; a bad file is not
                 raise
     if not out:
         raise DataError(reader.root, f"empty domain: no images for {domain}")
