@@ -275,18 +275,13 @@ def markdown(table: dict, budgets: dict, prov: dict, png: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def budget_of(config) -> dict:
-    return {"steps": config.train.steps, "image size": config.data.image_size, "batch": config.train.batch_size,
-            "lr": config.train.lr}
-
-
 def write_results(out: Path, runs: Path, prov: dict) -> dict:
     records = out / "dg_real_units"
     units = collect(runs, records)
     if not units:
         raise VlsaError(f"{runs}: no finished units, and no matching records in {records}")
     table = summarise(units)
-    budgets = {s: budget_of(unit_config(s, "VLSA", 0)) for s in table}
+    budgets = {s: dg_table.budget_of(unit_config(s, "VLSA", 0)) for s in table}
     write_json(out / "dg_real.json", {"provenance": prov, "budgets": budgets, "table": table, "reference": REFERENCE,
                                       "target": target_check(table), "not_run": NOT_RUN})
     write_text(out / "dg_real.md", markdown(table, budgets, prov, "dg_real.png"))
