@@ -103,7 +103,7 @@ def choose(results: dict) -> str:
     return best if score(best) >= score(default) + MIN_GAIN else default
 
 
-def _mean(results: dict, dataset: str, name: str, key: str) -> float:
+def mean_score(results: dict, dataset: str, name: str, key: str) -> float:
     vals = [r[key] for r in results.get(dataset, {}).get(name, {}).values() if key in r]
     return float(np.mean(vals)) if vals else float("nan")
 
@@ -114,21 +114,22 @@ def choose_shifted(results: dict, dataset: str) -> str:
     stage-1 choice (BUILDS_ON) against that choice."""
     chosen = _stage_1(results, dataset)
     stacked = [n for n, base in BUILDS_ON.items() if base == chosen]
-    return _rule_2(results, dataset, chosen, stacked) if stacked else chosen
+    return rule_2(results, dataset, chosen, stacked) if stacked else chosen
 
 
 def _stage_1(results: dict, dataset: str) -> str:
-    return _rule_2(results, dataset, next(iter(CANDIDATES)), [n for n in CANDIDATES if n not in BUILDS_ON])
+    return rule_2(results, dataset, next(iter(CANDIDATES)), [n for n in CANDIDATES if n not in BUILDS_ON])
 
 
-def _rule_2(results: dict, dataset: str, base: str, names: list[str]) -> str:
-    base_shift, base_clean = _mean(results, dataset, base, "shifted"), _mean(results, dataset, base, "source_val")
+def rule_2(results: dict, dataset: str, base: str, names: list[str]) -> str:
+    """Rule 2 among `names` against `base` on results[dataset] (name -> source or seed -> scores)."""
+    base_shift, base_clean = mean_score(results, dataset, base, "shifted"), mean_score(results, dataset, base, "source_val")
     sources = lambda n: set(results.get(dataset, {}).get(n, {}))  # noqa: E731
     # compared on the same sources only: a candidate with a run still missing cannot be chosen
     passing = [n for n in names if n != base and sources(n) == sources(base)
-               and _mean(results, dataset, n, "shifted") >= base_shift + SHIFT_GAIN
-               and _mean(results, dataset, n, "source_val") >= base_clean - CLEAN_TOLERANCE]
-    return max(passing, key=lambda n: _mean(results, dataset, n, "shifted"), default=base)
+               and mean_score(results, dataset, n, "shifted") >= base_shift + SHIFT_GAIN
+               and mean_score(results, dataset, n, "source_val") >= base_clean - CLEAN_TOLERANCE]
+    return max(passing, key=lambda n: mean_score(results, dataset, n, "shifted"), default=base)
 
 
 def best_val(run_dir: Path) -> float:
@@ -181,11 +182,11 @@ def report(results: dict, prov: dict) -> str:
         lines += [f"## {dataset}", "", "| candidate | sources | source val Dice | corrupted source val Dice | "
                   "source test Dice | unseen Dice (not used) |", "|---|---|---|---|---|---|"]
         for name, by_source in by_name.items():
-            mean = {k: _mean(results, dataset, name, k) for k in ("source_val", "shifted", "source_test", "unseen")}
+            mean = {k: mean_score(results, dataset, name, k) for k in ("source_val", "shifted", "source_test", "unseen")}
             shifted = "–" if np.isnan(mean["shifted"]) else f"{mean['shifted']:.4f}"
             lines.append(f"| {name} | {', '.join(by_source)} | {mean['source_val']:.4f} | {shifted} | "
                          f"{mean['source_test']:.4f} | {mean['unseen']:.3f} |")
-        per = _per_corruption(by_name)
+        per = per_corruption_means(by_name)
         if per:
             names = list(next(iter(per.values())))
             lines += ["", "Corrupted source validation per corruption (mean over sources):", "",
@@ -207,7 +208,7 @@ def report(results: dict, prov: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _per_corruption(by_name: dict) -> dict:
+def per_corruption_means(by_name: dict) -> dict:
     """candidate -> corruption -> mean Dice over the sources that have it."""
     out = {}
     for name, by_source in by_name.items():

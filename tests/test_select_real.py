@@ -1,0 +1,43 @@
+"""The real-data selection (benchmarks/select_real.py) applies select_vlsa's rule 2 with VLSA as the default."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import select_real  # noqa: E402
+from select_vlsa import CLEAN_TOLERANCE, SHIFT_GAIN  # noqa: E402
+
+
+def _seeds(clean: float, shifted: float, unseen: float = 0.80, seeds=("s0", "s1")) -> dict:
+    return {s: {"source_val": clean, "shifted": shifted, "per_corruption": {"gamma 0.4": shifted},
+                "source_test": clean, "unseen": unseen} for s in seeds}
+
+
+def test_a_candidate_replaces_vlsa_only_with_corrupted_gain_and_no_clean_loss():
+    results = {"fundus": {
+        "VLSA": _seeds(0.90, 0.70),
+        # clears the corrupted gain and stays within the clean tolerance: chosen
+        "VLSA (medsam)": _seeds(0.90 - CLEAN_TOLERANCE / 2, 0.70 + SHIFT_GAIN + 1e-6),
+        # more robust still, but loses too much clean source validation: not chosen
+        "VLSA (hybrid)": _seeds(0.90 - 2 * CLEAN_TOLERANCE, 0.90),
+        # far better on the unseen sites, not on source data: the unseen column never decides
+        "VLSA w/o EM": _seeds(0.90, 0.70, unseen=0.99),
+    }}
+    assert select_real.choose(results, "fundus") == "VLSA (medsam)"
+    del results["fundus"]["VLSA (medsam)"]
+    assert select_real.choose(results, "fundus") == "VLSA"
+    # compared over the same seeds only: a passing candidate with a seed missing is not eligible
+    results["fundus"]["VLSA (medsam)"] = _seeds(0.90, 0.80, seeds=("s0",))
+    assert select_real.choose(results, "fundus") == "VLSA"
+    assert "not eligible" in select_real._delta(results, "fundus", "VLSA (medsam)")
+    # a setting with no results keeps the default
+    assert select_real.choose(results, "cardiac") == "VLSA"
+
+
+def test_the_report_states_the_verdict_per_setting():
+    results = {"cardiac": {"VLSA": _seeds(0.90, 0.70), "VLSA w/o EM": _seeds(0.90, 0.70 + SHIFT_GAIN / 2)}}
+    prov = {"command": "c", "date": "d", "machine": {"cores": 2, "threads": 1, "platform": "p", "device": "cpu", "gpu": None},
+            "versions": {"python": "3", "torch": "2"}}
+    md = select_real.report(results, ["cardiac | VLSA text=none | seed 0: unfinished"], prov, [0, 1])
+    assert "Rule 2 (cardiac): **VLSA**." in md and "VLSA (medsam)" in md and "unfinished" in md
