@@ -11,6 +11,8 @@ from vlsa.clinical import (
     choose_ed_es,
     cup_to_disc,
     inter_expert_reference,
+    lv_ring_fraction,
+    lv_slices_included,
     volume_ml,
 )
 
@@ -110,3 +112,43 @@ def test_bland_altman_png_is_written(tmp_path):
 
     png = bland_altman_png({"lv_ef": ([50, 60, 55], [52, 58, 56])}, tmp_path / "ba.png", {"lv_ef": "%"})
     assert Image.open(png).size[0] > 100
+
+
+def ringed_slice(shape=(32, 32), lv_radius=6, open_quadrants=0):
+    """One short-axis slice: an LV disc inside a myocardial ring, with `open_quadrants` quarter(s)
+    of the ring removed (the basal slice opening into the atrium / outflow tract)."""
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    r2 = (rows - 16) ** 2 + (cols - 16) ** 2
+    lab = np.zeros(shape, np.int64)
+    lab[r2 <= (lv_radius + 3) ** 2] = 2
+    lab[r2 <= lv_radius ** 2] = 1
+    if open_quadrants >= 1:
+        lab[(lab == 2) & (rows < 16) & (cols >= 16)] = 0
+    if open_quadrants >= 2:
+        lab[(lab == 2) & (rows < 16) & (cols < 16)] = 0
+    return lab
+
+
+def test_lv_ring_fraction_of_a_closed_and_a_half_open_ring():
+    assert lv_ring_fraction(ringed_slice()) == pytest.approx(1.0)
+    half = lv_ring_fraction(ringed_slice(open_quadrants=2))
+    assert 0.4 < half < 0.65  # half of the LV border has no myocardium beside it
+    assert 0.65 < lv_ring_fraction(ringed_slice(open_quadrants=1)) < 0.85
+    assert lv_ring_fraction(np.zeros((8, 8), np.int64)) == 1.0
+
+
+def test_lv_slices_included_drops_unringed_end_slices_only():
+    # base: two open slices (half, then a quarter open); middle: one open slice between ringed ones
+    stack = np.stack([ringed_slice(open_quadrants=2), ringed_slice(open_quadrants=1), ringed_slice(),
+                      ringed_slice(open_quadrants=2), ringed_slice(), ringed_slice(lv_radius=3, open_quadrants=2)])
+    out = lv_slices_included(stack, 0.9)
+    lv_per_slice = [(s == 1).sum() for s in out]
+    assert lv_per_slice[0] == lv_per_slice[1] == 0  # the base, up to the first ringed slice
+    assert lv_per_slice[5] == 0  # the apex end
+    assert lv_per_slice[3] == (stack[3] == 1).sum() > 0  # an inner slice is never touched
+    assert np.array_equal(out[out != 0], stack[out != 0]) and ((out == 0) | (out == stack)).all()
+    assert ((stack == 1) & (out == 0)).sum() == sum((stack[z] == 1).sum() for z in (0, 1, 5))
+    assert (out == 2).sum() == (stack == 2).sum()  # the myocardium (mass) is kept
+    # a looser ring keeps the quarter-open slice; 0 is off
+    assert (lv_slices_included(stack, 0.6)[1] == 1).sum() > 0 and (lv_slices_included(stack, 0.6)[0] == 1).sum() == 0
+    assert np.array_equal(lv_slices_included(stack, 0.0), stack)

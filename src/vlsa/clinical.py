@@ -9,6 +9,11 @@ Cardiac (per subject, ED and ES label volumes Z x H x W in vlsa's cardiac indice
 - LV EDV / ESV (mL) = LV blood-pool voxels x voxel volume at ED / ES; SV = EDV - ESV;
   EF (%) = 100 x SV / EDV; LV mass (g) = ED myocardium volume x 1.05 g/mL (the ACDC challenge's
   convention: myocardial density 1.05 g/mL); RV EDV/ESV/SV/EF likewise where the RV is labelled.
+- Slice inclusion (`lv_slices_included`, applied to predicted volumes only): at the base, where the
+  ventricle opens into the atrium and the outflow tract, experts stop drawing the LV on the first
+  slice whose cavity is no longer ringed by myocardium (the SCMR convention: a basal slice counts
+  while myocardium surrounds its blood pool), and likewise past the apex. A 2D model has no such
+  rule and labels blood pool on those end slices, mostly at ES, which inflates ESV and lowers EF.
 - Volumes need the voxel spacing; EF is a ratio of voxel counts and needs none. Where the spacing
   is unknown, `cardiac_indices(..., spacing=None)` gives EF only and names the refused indices.
 
@@ -56,6 +61,37 @@ def cup_to_disc(disc: np.ndarray, cup: np.ndarray) -> dict[str, float]:
 def volume_ml(mask: np.ndarray, spacing: tuple[float, float, float]) -> float:
     """Volume of a Z x H x W boolean mask in mL; spacing (slice, row, col) in mm (1 mL = 1000 mm³)."""
     return float(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
+
+
+def lv_ring_fraction(labels: np.ndarray) -> float:
+    """The fraction of one slice's LV border pixels (LV pixels with a 4-neighbour outside the LV)
+    that touch the myocardium (8-neighbourhood). labels: H x W class indices. 1.0 without LV."""
+    from scipy import ndimage
+
+    lv = labels == LV
+    if not lv.any():
+        return 1.0
+    border = lv & ~ndimage.binary_erosion(lv)
+    near_myo = ndimage.binary_dilation(labels == MYO, structure=np.ones((3, 3), bool))
+    return float((border & near_myo).sum() / border.sum())
+
+
+def lv_slices_included(labels: np.ndarray, ring: float) -> np.ndarray:
+    """The slice-inclusion convention on one predicted volume: from each end of the stack (base and
+    apex, whichever end is which), slices whose LV is ringed by myocardium on less than `ring` of its
+    border (`lv_ring_fraction`) lose their LV (-> background), until the first slice that is ringed;
+    inner slices are never touched. labels: Z x H x W class indices (slices along axis 0); ring in
+    [0, 1], 0 returns the labels unchanged. -> a new Z x H x W array."""
+    out = np.array(labels, copy=True)
+    if ring <= 0:
+        return out
+    with_lv = [z for z in range(out.shape[0]) if (out[z] == LV).any()]
+    for order in (with_lv, with_lv[::-1]):
+        for z in order:
+            if lv_ring_fraction(out[z]) >= ring:
+                break
+            out[z][out[z] == LV] = 0
+    return out
 
 
 def ejection_fraction(edv: float, esv: float) -> float:

@@ -22,7 +22,7 @@ DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency")
                                               ("data", "augment", "gin_ipa"): False, ("data", "augment", "gin_ipa_p"): 1.0,
                                               ("data", "agreement"): 2, ("data", "roi_scale"): 2.5,
                                               ("data", "target_datasets"): {},
-                                              ("train", "mode"): "segmentation",
+                                              ("train", "mode"): "segmentation", ("eval", "lv_slice_ring"): 0.0,
                                               ("train", "locator"): {"enabled": False, "size": 128, "steps": 800}}
 
 
@@ -269,6 +269,12 @@ class EvalConfig(Strict):
         # YAML reads bare on/off as booleans
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     batch_size: int = Field(16, ge=1)
+    lv_slice_ring: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="cardiac volumetry: predicted LV on the end slices (base, apex) whose LV border touches the "
+                    "myocardium on less than this fraction is left out of the predicted volumes, as experts "
+                    "leave such slices out (vlsa.clinical.lv_slices_included); 0: off. Segmentation maps and "
+                    "Dice are unchanged")
 
 
 class Config(Strict):

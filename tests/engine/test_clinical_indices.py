@@ -136,3 +136,24 @@ def test_markdown_table_and_notes_say_how_many_subjects_miss_an_index():
     assert "| D | LV EF | % | 2 | 0.0 | 0.0 | 0.0 to 0.0 | – |" in md  # r needs 3 subjects
     assert "| D | LV mass | g | 1 |" in md
     assert "- D: LV mass not computed for 1 of 2 subjects: myocardium not annotated at ED." in md
+
+
+def test_lv_slice_ring_trims_the_predicted_volume_only_and_reads_the_myocardium_before_masking():
+    samples = volume_samples("s", "ED", 9) + volume_samples("s", "ES", 6)
+    maps = [x.label.copy() for x in samples]
+    base = maps[5]  # ES slice 0: the model's LV with no myocardium around it (blood pool above the base)
+    base[base == 2] = 0
+    (off,) = subject_indices(samples, maps, CARDIAC, "D")
+    (on,) = subject_indices(samples, maps, CARDIAC, "D", lv_ring=0.9)
+    assert off.pred["lv_esv"] == pytest.approx(off.true["lv_esv"])
+    assert on.true["lv_esv"] == pytest.approx(off.true["lv_esv"])  # the reference is never trimmed
+    voxel_ml = 8.0 * 1.25 * 1.5 / 1000
+    assert off.pred["lv_esv"] - on.pred["lv_esv"] == pytest.approx(disc((32, 32), 6).sum() * voxel_ml)
+    assert on.pred["lv_edv"] == pytest.approx(on.true["lv_edv"]) and on.phases["lv_slice_ring"] == 0.9
+    # myocardium not annotated on a slice (Sunnybrook) is cleared for scoring, but the rule reads the
+    # predicted ring, so a ringed LV there is kept
+    regions = [("lv",)] * 5
+    samples = volume_samples("t", "ED", 9, annotated=regions) + volume_samples("t", "ES", 6, annotated=regions)
+    maps = [heart(9) if x.meta["phase"] == "ED" else heart(6) for x in samples]
+    (t,) = subject_indices(samples, maps, CARDIAC, "Sunnybrook", annotated=("lv", "myo"), lv_ring=0.9)
+    assert t.pred["lv_edv"] == pytest.approx(disc((32, 32), 9).sum() * 5 * voxel_ml)

@@ -139,3 +139,29 @@ def test_a_4d_nifti_cine_gets_ed_es_by_lv_volume(tmp_path):
     assert (s.phases["ed_phase"], s.phases["es_phase"]) == (2, 1)
     assert s.pred["lv_edv"] == pytest.approx((labels[1] == 1).sum() * voxel_ml)
     assert s.pred["lv_esv"] == pytest.approx((labels[0] == 1).sum() * voxel_ml)
+
+
+def test_cine_slice_ring_is_applied_before_ed_es_are_chosen():
+    from vlsa.engine.predict_dicom import cine_indices
+
+    rows, cols = np.ogrid[:32, :32]
+    r2 = (rows - 16) ** 2 + (cols - 16) ** 2
+
+    def phase(radius, open_base):
+        vol = np.zeros((4, 32, 32), np.int64)
+        for z in range(4):
+            vol[z][r2 <= (radius + 3) ** 2] = 2
+            vol[z][r2 <= radius ** 2] = 1
+        if open_base:  # slice 0: blood pool above the base, no myocardium around it
+            vol[0][vol[0] == 2] = 0
+            vol[0][r2 <= 14 ** 2] = 1
+        return vol
+
+    labels = np.stack([phase(8, False), phase(6, True), phase(5, False)])  # phase 2's open base is the largest LV
+    plain = cine_indices("c", labels, (8.0, 1.5, 1.5))
+    ringed = cine_indices("c", labels, (8.0, 1.5, 1.5), lv_ring=0.9)
+    assert plain.phases["ed_phase"] == 2 and ringed.phases["ed_phase"] == 1
+    voxel_ml = 8.0 * 1.5 * 1.5 / 1000
+    assert ringed.pred["lv_edv"] == pytest.approx((labels[0] == 1).sum() * voxel_ml)
+    assert ringed.pred["lv_esv"] == pytest.approx((labels[2] == 1).sum() * voxel_ml)
+    assert ringed.phases["lv_slice_ring"] == 0.9

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsa.clinical import CARDIAC_INDICES, UNITS, agreement, cardiac_indices
+from vlsa.clinical import CARDIAC_INDICES, UNITS, agreement, cardiac_indices, lv_slices_included
 from vlsa.utils.atomic import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,12 @@ def _annotated_masked(labels: np.ndarray, per_slice: list, spec) -> np.ndarray:
     return out
 
 
-def _phase_stack(samples, maps, members, spec, annotated):
+def _phase_stack(samples, maps, members, spec, annotated, lv_ring: float = 0.0):
     """-> (pred Z x H0 x W0, truth Z x H0 x W0 with regions not annotated on a slice cleared in both,
-    spacing (slice, row, col) mm or None where unknown, the regions annotated on at least one slice)."""
-    pred = np.stack([np.asarray(maps[i]) for i in members]).astype(np.int64)
+    spacing (slice, row, col) mm or None where unknown, the regions annotated on at least one slice).
+    lv_ring: the slice-inclusion convention on the prediction (`lv_slices_included`), applied before
+    the unannotated regions are cleared (it reads the predicted myocardium on every slice)."""
+    pred = lv_slices_included(np.stack([np.asarray(maps[i]) for i in members]).astype(np.int64), lv_ring)
     truth = np.stack([samples[i].scoring()[0] for i in members]).astype(np.int64)
     per_slice = [tuple(r for r in (getattr(samples[i], "annotated", None) or annotated) if r in annotated)
                  for i in members]
@@ -109,10 +111,12 @@ def _phase_stack(samples, maps, members, spec, annotated):
     return _annotated_masked(pred, per_slice, spec), _annotated_masked(truth, per_slice, spec), spacing, covered
 
 
-def subject_indices(samples, maps, spec, domain: str, annotated: tuple[str, ...] | None = None) -> list[SubjectIndices]:
+def subject_indices(samples, maps, spec, domain: str, annotated: tuple[str, ...] | None = None,
+                    lv_ring: float = 0.0) -> list[SubjectIndices]:
     """Indices of every subject with an ED and an ES volume among `samples` (slices of volumes,
     `maps[i]` the scored H0 x W0 label map of `samples[i]`). annotated: the regions the dataset
-    annotates (None: all); a sample's own `annotated` narrows it per slice."""
+    annotates (None: all); a sample's own `annotated` narrows it per slice. lv_ring:
+    `eval.lv_slice_ring`, the slice-inclusion convention on the predicted volumes (0: off)."""
     from vlsa.engine.inference import volume_members
 
     regions = tuple(spec.regions) if annotated is None else tuple(annotated)
@@ -128,8 +132,8 @@ def subject_indices(samples, maps, spec, domain: str, annotated: tuple[str, ...]
         if set(found) != {"ED", "ES"}:
             log.info("%s %s: no %s volume; no clinical indices", domain, subject, "ES" if "ED" in found else "ED")
             continue
-        ed_pred, ed_true, spacing, ed_covered = _phase_stack(samples, maps, found["ED"], spec, regions)
-        es_pred, es_true, es_spacing, es_covered = _phase_stack(samples, maps, found["ES"], spec, regions)
+        ed_pred, ed_true, spacing, ed_covered = _phase_stack(samples, maps, found["ED"], spec, regions, lv_ring)
+        es_pred, es_true, es_spacing, es_covered = _phase_stack(samples, maps, found["ES"], spec, regions, lv_ring)
         if spacing is not None and (es_spacing is None or not np.allclose(spacing, es_spacing, rtol=1e-3)):
             spacing = None  # ED and ES on different grids: only ratios of voxel counts stay comparable
         rv = "rv" in ed_covered and "rv" in es_covered
@@ -142,7 +146,7 @@ def subject_indices(samples, maps, spec, domain: str, annotated: tuple[str, ...]
                 pred.refused[name] = true.refused[name] = "LV not annotated at ED and ES"
         meta = samples[found["ED"][0]].meta
         out.append(SubjectIndices(subject, domain, _without(pred), _without(true), {**true.refused, **pred.refused},
-                                  {"rule": "the dataset's ED/ES", "ed_es": meta.get("ed_es")}))
+                                  {"rule": "the dataset's ED/ES", "ed_es": meta.get("ed_es"), "lv_slice_ring": lv_ring}))
     return out
 
 
@@ -170,15 +174,15 @@ def domain_agreement(subjects: list[SubjectIndices]) -> dict:
 class ClinicalTable:
     """Collects the subjects of each evaluated domain (`add`), then writes the files (`write`)."""
 
-    def __init__(self, spec):
-        self.spec = spec
+    def __init__(self, spec, lv_ring: float = 0.0):
+        self.spec, self.lv_ring = spec, lv_ring
         self.enabled = is_cardiac(spec)
         self.domains: dict[str, list[SubjectIndices]] = {}
 
     def add(self, key: str, samples, maps, annotated: tuple[str, ...] | None = None) -> None:
         if not self.enabled:
             return
-        subjects = subject_indices(samples, maps, self.spec, key, annotated)
+        subjects = subject_indices(samples, maps, self.spec, key, annotated, self.lv_ring)
         if subjects:
             self.domains[key] = subjects
             spacing = sorted({n for s in subjects for n, why in s.refused.items() if why.startswith("voxel spacing")})

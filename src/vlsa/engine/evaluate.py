@@ -219,7 +219,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     from vlsa.engine.fundus_eval import FundusMeasures  # vCDR vs experts; whole photos with a locator
 
     fundus_measures = FundusMeasures(run_dir, config, spec, reader, dev)
-    clinical = ClinicalTable(spec)  # EDV/ESV/EF/mass per subject where a domain has ED and ES volumes
+    clinical = ClinicalTable(spec, config.eval.lv_slice_ring)  # EDV/ESV/EF/mass per subject where a domain has ED and ES volumes
     for key in tqdm(chosen, desc="evaluate", unit="domain", disable=quiet):
         entry = plan[key]
         samples = split_samples(entry.reader, entry.domain, entry.split or split)

@@ -206,7 +206,8 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
         if is_nifti(path):
             labels, affine, slices = predictor.predict_volume(path)
             if labels.ndim == 4 and is_cardiac(predictor.spec):  # a cine: EDV/ESV/EF, ED/ES by LV volume
-                subjects.append(nifti_cine_indices(name, labels, read_nifti_header(path).get_zooms()))
+                subjects.append(nifti_cine_indices(name, labels, read_nifti_header(path).get_zooms(),
+                                                   predictor.config.eval.lv_slice_ring))
             header = read_nifti_header(path)  # quiet, with the spacing read_nifti used
             header.set_data_dtype(np.uint8)
             header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled

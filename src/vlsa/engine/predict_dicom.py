@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsa.clinical import CARDIAC_INDICES, LV, cardiac_indices, choose_ed_es
+from vlsa.clinical import CARDIAC_INDICES, LV, cardiac_indices, choose_ed_es, lv_slices_included
 from vlsa.data.dicom import DicomVolume, list_series, read_dicom, read_header
 from vlsa.data.io import is_image, is_nifti, stem
 from vlsa.data.resample import volume_planes
@@ -119,15 +119,19 @@ def write_phase_nifti(path: Path, labels: np.ndarray, affine: np.ndarray) -> Pat
     return path
 
 
-def cine_indices(name: str, labels: np.ndarray, spacing, domain: str = "", trigger_times=None) -> SubjectIndices:
+def cine_indices(name: str, labels: np.ndarray, spacing, domain: str = "", trigger_times=None,
+                 lv_ring: float = 0.0) -> SubjectIndices:
     """Clinical indices of a predicted cine series, ED/ES = the phases of largest/smallest
     predicted LV volume (`choose_ed_es`). labels: P x Z x H x W class indices; spacing: (slice,
-    row, col) mm. A single phase or an LV absent from every phase gives no index (one warning)."""
+    row, col) mm; lv_ring: `eval.lv_slice_ring`, the slice-inclusion convention applied to every
+    phase before ED/ES are chosen (0: off; the written label maps are not changed). A single phase
+    or an LV absent from every phase gives no index (one warning)."""
     empty = {k: math.nan for k in CARDIAC_INDICES}
     if labels.shape[0] < 2:
         why = "one phase: ED and ES need a cine series of at least two phases"
         log.warning("%s: %s; no clinical indices", name, why)
         return SubjectIndices(name, domain, empty, refused={k: why for k in CARDIAC_INDICES})
+    labels = np.stack([lv_slices_included(phase, lv_ring) for phase in labels]) if lv_ring > 0 else labels
     lv = [int(np.count_nonzero(phase == LV)) for phase in labels]
     try:
         ed, es = choose_ed_es(lv)
@@ -137,15 +141,15 @@ def cine_indices(name: str, labels: np.ndarray, spacing, domain: str = "", trigg
         return SubjectIndices(name, domain, empty, refused={k: why for k in CARDIAC_INDICES})
     res = cardiac_indices(labels[ed], labels[es], tuple(float(v) for v in spacing), rv=True)
     phases = {"rule": "ED/ES = phases of largest/smallest predicted LV volume", "ed_phase": ed + 1, "es_phase": es + 1,
-              "lv_voxels_per_phase": lv, "spacing_mm": [float(v) for v in spacing]}
+              "lv_voxels_per_phase": lv, "spacing_mm": [float(v) for v in spacing], "lv_slice_ring": lv_ring}
     if trigger_times is not None:
         phases.update(ed_trigger_ms=trigger_times[ed], es_trigger_ms=trigger_times[es])
     return SubjectIndices(name, domain, dict(res.values), refused=res.refused, phases=phases)
 
 
-def nifti_cine_indices(name: str, labels: np.ndarray, zooms) -> SubjectIndices:
+def nifti_cine_indices(name: str, labels: np.ndarray, zooms, lv_ring: float = 0.0) -> SubjectIndices:
     """`cine_indices` of a predicted x, y, z, t NIfTI label volume (a 4D cine, e.g. M&Ms' _sa.nii.gz)."""
-    return cine_indices(name, np.asarray(labels).transpose(3, 2, 1, 0), (zooms[2], zooms[1], zooms[0]))
+    return cine_indices(name, np.asarray(labels).transpose(3, 2, 1, 0), (zooms[2], zooms[1], zooms[0]), lv_ring=lv_ring)
 
 
 def write_clinical(output: Path, subjects: list[SubjectIndices], quiet: bool = False) -> None:
@@ -195,7 +199,8 @@ def predict_dicom(predictor, inputs: list[Path], output: Path, fmt: str = "nifti
             _overlay(output / f"{pred.name}_overlay.png", pred.shown, predictor.spec)
         if is_cardiac(predictor.spec):
             domain = str(vol.headers[0].get("Manufacturer", "")) if vol.headers else ""
-            collected.append(cine_indices(pred.name, pred.labels, vol.spacing, domain, vol.trigger_times))
+            collected.append(cine_indices(pred.name, pred.labels, vol.spacing, domain, vol.trigger_times,
+                                          predictor.config.eval.lv_slice_ring))
     if subjects is None:
         write_clinical(output, collected, quiet)
     return written
