@@ -16,10 +16,12 @@ the eager fp32 encoder to a mean cosine similarity >= 0.999 per feature map on 2
 (tests/models/test_fast_encoder.py). torch.compile was measured and not chosen: ~20 % faster than
 `bf16-all` after a 4-minute compile per process on 2 cores.
 
-Where the optional `openvino` package is installed (`pip install vlsa[openvino]`), `auto` on a CPU runs
-the encoder compiled by OpenVINO instead (`openvino`, see `openvino_encoder.py`): ~0.68 s CPU per image
-at 1 thread against 1.1-1.3 s for `bf16` and 2.2 s eager, cosine >= 0.9993. ONNX Runtime (fp32, all
-graph optimisations) was measured at 1.1 s, no faster than `bf16`, and is not a path.
+`openvino` is a regular dependency, so `auto` on a CPU runs the encoder compiled by OpenVINO
+(`openvino`, see `openvino_encoder.py`): 0.40 s CPU per 256 px image at 1 thread on this project's
+Intel Xeon machines against 0.93 s for `bf16` and 1.59 s eager fp32, cosine >= 0.9994
+(benchmarks/results/encoder_cpu_1thread.md). Where the package cannot be imported (a platform without
+its wheel), `auto` falls back to the PyTorch paths. ONNX Runtime (fp32, all graph optimisations) was
+measured at 1.1 s, no faster than `bf16`, and is not a path.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def resolve_mode(mode: str, device: torch.device | str) -> str:
     if mode == "openvino" and "openvino" not in _warned:
         _warned.add("openvino")
         logging.getLogger("vlsa").warning("model.backbone.fast=openvino: the openvino package is not installed "
-                                          "(pip install 'vlsa[openvino]'); the encoder runs in PyTorch")
+                                          "(pip install openvino); the encoder runs in PyTorch")
     if mode in ("auto", "openvino"):
         return "bf16" if bf16_ok else "fused"
     if mode.startswith("bf16") and not bf16_ok:
