@@ -256,13 +256,14 @@ def real_compact(real: dict) -> list[str]:
                 cells.append(_value(table[sim].get(method, {}), "unseen_dice"))
             lines.append("| " + " | ".join(cells) + " |")
         check = real.get("target", {}).get(main)
+        also = (f" Also run: {'; '.join(titles.get(o, o) for o in others)} ([all rows](docs/benchmarks.md#real-data))."
+                if others else "")
         if check:
             lines.append(f"\nTarget ({check['method']} ≥ strongest baseline + {check['target']:.2f}): margin "
                          f"{check['margin']:+.3f} over {check['best_baseline']} → **{'met' if check['met'] else 'missed'}**"
-                         f"{_unverified(check)}.")
-        if others:
-            lines.append(f"\nAlso run: {'; '.join(titles.get(o, o) for o in others)} "
-                         "([all rows](docs/benchmarks.md#real-data)).")
+                         f"{_unverified(check)}.{also}")
+        elif also:
+            lines.append("\n" + also.strip())
         lines.append("")
     return lines
 
