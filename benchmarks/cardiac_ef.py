@@ -97,7 +97,7 @@ def ring_choice(run: Path, out: Path) -> dict:
     from common import provenance, provenance_markdown
 
     from vlsa.engine.clinical_indices import subject_indices
-    from vlsa.engine.data import domains_of, load_source, open_configured, open_target_datasets, prepare
+    from vlsa.engine.data import open_configured, open_target_datasets, prepare, source_validation
     from vlsa.engine.evaluate import load_run, split_samples
     from vlsa.engine.inference import predict_prepared, scored_maps
     from vlsa.engine.postprocessing import decide
@@ -105,8 +105,7 @@ def ring_choice(run: Path, out: Path) -> dict:
 
     config, spec, model = load_run(run)
     reader = open_configured(config)
-    sources, _ = domains_of(config, reader)
-    _, val = load_source(config, reader, sources)
+    val = source_validation(config, reader)
     applied = decide(run, config, spec, model, torch.device("cpu"))["applied"]
     table: dict = {}
     # (name, samples, the regions its dataset annotates): source validation decides, the rest is shown

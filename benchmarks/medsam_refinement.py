@@ -66,13 +66,11 @@ def dice(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def measure(run_dir: Path, net, structures: dict) -> dict:
     """structure -> {"vlsa": mean Dice, "refined": mean Dice, "n": images} on the run's source validation."""
-    from vlsa.engine.data import domains_of, load_source, open_configured, prepare
+    from vlsa.engine.data import prepare, source_validation
     from vlsa.engine.evaluate import load_run
 
     config, spec, model = load_run(run_dir)
-    reader = open_configured(config)
-    sources, _ = domains_of(config, reader)
-    _, val_samples = load_source(config, reader, sources)
+    val_samples = source_validation(config)
     val = prepare(val_samples, config, spec)
     with torch.no_grad():
         pred = model(val.images.float()).argmax(1)

@@ -43,24 +43,26 @@ SCALES = (1.6, 2.0, 2.5, 3.3)
 AUGMENT = 0.4
 
 
-def val_dice(run: Path, roi_scale: float) -> dict:
-    """Mean Dice (disc, cup, mean) of `run` on its source-validation photos cut at `roi_scale`."""
-    from vlsa.engine.data import domains_of, load_source, open_configured, prepare
+def val_dice(run: Path) -> dict:
+    """roi_scale (str) -> mean Dice (disc, cup, mean) of `run` on its source-validation photos cut at
+    each of SCALES (the model and its post-processing decision loaded once)."""
+    from vlsa.engine.data import prepare, source_validation
     from vlsa.engine.evaluate import load_run
     from vlsa.engine.inference import predict_prepared, score
     from vlsa.engine.postprocessing import decide
 
     config, spec, model = load_run(run)
     applied = decide(run, config, spec, model, torch.device("cpu"))["applied"]
-    cut = config.model_copy(deep=True)
-    cut.data.roi_scale = roi_scale
-    reader = open_configured(cut)
-    sources, _ = domains_of(cut, reader)
-    _, val = load_source(cut, reader, sources)
-    prepared = prepare(val, config, spec)
-    native, _ = predict_prepared(model, prepared, config.eval.batch_size, torch.device("cpu"))
-    dice = score(prepared, native, spec, distances=False, postprocess=applied).aggregate()["dice"]
-    return {"n": len(val), **{k: float(v) for k, v in dice.items()}}
+    out = {}
+    for roi_scale in SCALES:
+        cut = config.model_copy(deep=True)
+        cut.data.roi_scale = roi_scale
+        val = source_validation(cut)
+        prepared = prepare(val, config, spec)
+        native, _ = predict_prepared(model, prepared, config.eval.batch_size, torch.device("cpu"))
+        dice = score(prepared, native, spec, distances=False, postprocess=applied).aggregate()["dice"]
+        out[str(roi_scale)] = {"n": len(val), **{k: float(v) for k, v in dice.items()}}
+    return out
 
 
 def decision(table: dict) -> str:
@@ -102,7 +104,7 @@ def main() -> None:
     run_one(config, augmented, quiet=True)
     table = {}
     for name, run in (("scale aug 0.1 (drishti_sdg)", base), (f"scale aug {AUGMENT}", augmented)):
-        table[name] = {str(s): val_dice(run, s) for s in SCALES}
+        table[name] = val_dice(run)
         print(name, {s: round(v["mean"], 4) for s, v in table[name].items()}, flush=True)
     prov = provenance()
     write_json(out / "scale_invariance.json", {"provenance": prov, "scales": list(SCALES), "table": table,

@@ -100,7 +100,7 @@ def shifted_val(run_dir: str | Path) -> dict:
     the run's selected (best) checkpoint on its own source-validation split. Cached in
     <run_dir>/source_shift.json (keyed by the checkpoint's config digest and SEED)."""
     from vlsa.config import load_config
-    from vlsa.engine.data import domains_of, encoder_size, load_source, open_configured, prepare
+    from vlsa.engine.data import encoder_size, prepare, source_validation
     from vlsa.engine.evaluate import load_run
     from vlsa.engine.inference import predict_prepared, score
 
@@ -112,9 +112,7 @@ def shifted_val(run_dir: str | Path) -> dict:
         if saved.get("key") == key:
             return saved["result"]
     config, spec, model = load_run(run_dir)
-    reader = open_configured(config)
-    sources, _ = domains_of(config, reader)
-    _, val_samples = load_source(config, reader, sources)
+    val_samples = source_validation(config)
     enc = encoder_size(config)
     if enc is not None:
         # a foundation encoder reads E px images: corrupt the same model-size images every other

@@ -275,5 +275,14 @@ def load_source(config, reader, sources: list[str]) -> tuple[list[Sample], list[
     return split_train_val(samples, config.data.val_fraction, config.seed)
 
 
+def source_validation(config, reader=None) -> list[Sample]:
+    """The source-validation samples of `config` (the source cases its training holds out, never a
+    target): the split checkpoint selection and the post-processing decision score. reader: the
+    configured dataset reader (opened from `config` when None; DataError where the data is absent)."""
+    reader = open_configured(config) if reader is None else reader
+    sources, _ = domains_of(config, reader)
+    return load_source(config, reader, sources)[1]
+
+
 def label_fraction(prepared: Prepared, num_classes: int) -> np.ndarray:
     return torch.bincount(prepared.labels.flatten(), minlength=num_classes).numpy() / max(1, prepared.labels.numel())

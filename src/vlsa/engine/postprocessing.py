@@ -46,11 +46,9 @@ def _decision(run_dir: Path, config, spec, model, device, val=None) -> dict:
     decision: dict = {"mode": mode, "applied": mode == "on"}
     if mode == "auto":
         if val is None:
-            from vlsa.engine.data import domains_of, load_source, open_configured, prepare
+            from vlsa.engine.data import prepare, source_validation
 
-            reader = open_configured(config)  # DataError (one line) when the data is not there
-            sources, _ = domains_of(config, reader)
-            _, val_samples = load_source(config, reader, sources)
+            val_samples = source_validation(config)  # DataError (one line) when the data is not there
             val = prepare(val_samples, config, spec) if val_samples else None
         if val is None or not len(val):
             decision |= {"applied": False, "reason": "no source validation split"}
