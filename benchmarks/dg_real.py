@@ -44,7 +44,8 @@ import dg_table  # noqa: E402
 from common import provenance, provenance_markdown  # noqa: E402
 from plots import plot_dg  # noqa: E402
 
-from vlsa.config import load_config  # noqa: E402
+from vlsa.baselines import nnunet_row  # noqa: E402
+from vlsa.config import digest_tree, load_config  # noqa: E402
 from vlsa.engine.protocol import run_protocol  # noqa: E402
 from vlsa.errors import VlsaError  # noqa: E402
 from vlsa.metrics import is_number  # noqa: E402
@@ -91,13 +92,19 @@ METHODS = {name: dg_table.METHODS[name] for name in
            ("ERM U-Net + colour aug", "VLSA", "ERM U-Net + GIN-IPA", "ERM U-Net + GIN-IPA p 0.5", "VLSA w/o EM",
             "VLSA w/o text guidance", "ERM U-Net", "ERM U-Net + RandConv", "VLSA text=none")}
 METHODS |= {"VLSA (medsam)": ["model.backbone.name=medsam"], "VLSA (hybrid)": ["model.backbone.name=hybrid"]}
+# nnU-Net v2 (vlsa.baselines.nnunet_row.run_configured): its own planning, augmentation and schedule
+# (NNUNET_BUDGET: 600 iterations x batch 8, as every engine row's 600 steps x batch 8) on the pixels every
+# row sees (the setting's model grid, data.image_size), scored on the original grid
+METHODS |= {nnunet_row.ROW: []}
+NNUNET_BUDGET = nnunet_row.Budget()
 DERIVED = dg_table.DERIVED
 REFERENCE = dg_table.REFERENCE
 BASELINES = ("ERM U-Net", "ERM U-Net + colour aug", "ERM U-Net + RandConv", "ERM U-Net + GIN-IPA",
              "ERM U-Net + GIN-IPA p 0.5", "nnU-Net v2")
 DEFAULT_METHOD = dg_table.DEFAULT_METHOD
-NOT_RUN = {"nnU-Net v2": "not run here: the optional extra vlsa[nnunet] and its own 2D pipeline on CPU exceed "
-                         "this session's budget (benchmarks/nnunet_row.py runs it where installed)"}
+# shown for a row with no finished unit in a setting
+NOT_RUN = {nnunet_row.ROW: "not run: needs the optional extra (pip install 'vlsa[nnunet]'), then "
+                           "`python benchmarks/dg_real.py --methods 'nnU-Net v2'`"}
 
 
 def unit_config(setting: str, method: str, seed: int, threads: int | None = None):
@@ -108,12 +115,37 @@ def unit_config(setting: str, method: str, seed: int, threads: int | None = None
 
 def unit_key(setting: str, method: str, seed: int) -> str:
     """What a unit computes: dg_table's digest of the resolved config (threads, device, source and
-    targets left out; the data roots resolved as training saves them)."""
+    targets left out; the data roots resolved as training saves them); for nnU-Net, `nnunet_key`."""
     config = unit_config(setting, method, seed)
     from vlsa.engine.data import resolve_roots
 
     resolve_roots(config)
-    return dg_table.unit_digest(config)
+    return nnunet_key(config) if method == nnunet_row.ROW else dg_table.unit_digest(config)
+
+
+def nnunet_key(config) -> str:
+    """What an nnU-Net unit reads of a config: the data section (its image size is nnU-Net's grid,
+    `nnunet_row.run_configured`) without the augmentation (nnU-Net has its own), the seed, its budget
+    and the scoring; settings that differ only in augmentation (fundus and fundus-scale) share one
+    nnU-Net unit."""
+    import hashlib
+
+    from vlsa.engine.inference import SCORING_VERSION
+
+    data = {k: v for k, v in digest_tree(config.to_dict())["data"].items() if k != "augment"}
+    tree = {"row": nnunet_row.ROW, "data": data, "seed": config.seed, "budget": NNUNET_BUDGET.as_dict(),
+            "scoring": SCORING_VERSION}
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shared_record(records: Path, method: str, seed: int, key: str) -> dict | None:
+    """A committed record of `method` / `seed` with `key` under any setting (nnU-Net units shared by
+    settings that differ in what nnU-Net does not read)."""
+    for path in sorted(records.glob(f"*/{dg_table.slug(method)}/s{seed}.json")):
+        rec = json.loads(path.read_text())
+        if rec.get("key") == key:
+            return rec
+    return None
 
 
 def slim(result: dict) -> dict:
@@ -138,6 +170,9 @@ def wall_seconds(unit: Path) -> float | None:
         rows = read_log(log, upto=sys.maxsize)  # by column name, not position
         if rows:
             total = (total or 0.0) + float(rows[-1]["seconds"] or 0)
+    if total is None and (unit / "protocol.json").is_file():  # nnU-Net: no log.csv, its unit's own clock
+        walls = [r.get("wall_s") for r in json.loads((unit / "protocol.json").read_text())["runs"].values()]
+        total = sum(walls) if walls and all(walls) else None
     return total
 
 
@@ -161,6 +196,12 @@ def collect(runs: Path, records: Path) -> dict:
                 rec = json.loads(path.read_text())
                 if rec.get("key") == unit_key(setting, method, seed):
                     units.setdefault((setting, method), {})[seed] = rec
+            if method == nnunet_row.ROW:  # a unit another setting ran with the same key
+                for seed in range(max([*units.get((setting, method), {}), 2]) + 1):
+                    if seed not in units.get((setting, method), {}):
+                        rec = shared_record(records, method, seed, unit_key(setting, method, seed))
+                        if rec is not None:
+                            units.setdefault((setting, method), {})[seed] = rec
         for name, (method, key) in DERIVED.items():
             for seed, rec in units.get((setting, method), {}).items():
                 if all(key in r for r in rec["runs"].values()):
@@ -244,7 +285,8 @@ def setting_markdown(setting: str, methods: dict) -> list[str]:
                                       *(_pm(r, f"unseen_dice_{c}") for c in classes), _pm(r, "unseen_hd95", "{:.1f}"),
                                       secs]) + " |")
     for name, why in NOT_RUN.items():
-        out.append(f"| {name} | 0 | {why} |" + " |" * (len(header) - 3))
+        if name not in methods:
+            out.append(f"| {name} | 0 | {why} |" + " |" * (len(header) - 3))
     out += paired_markdown(methods, REFERENCE, list(methods))
     # the ablations ask whether EM Aggregation, text guidance and the foundation backbones matter:
     # each against the default itself
@@ -274,7 +316,9 @@ def markdown(table: dict, budgets: dict, prov: dict, png: str) -> str:
            "One real source per setting; **same-site** = the source dataset's own test split, **unseen** = the mean "
            "over the target sites' domains (a site's Dice: mean over the classes it annotates; Sunnybrook has no RV "
            "annotation). Mean ± sample std (ddof 1) over seeds. Budget per setting (every method the same): "
-           + "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in b.items()) for s, b in budgets.items()) + ".\n",
+           + "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in b.items()) for s, b in budgets.items()) + ". "
+           + f"{nnunet_row.ROW}: {NNUNET_BUDGET.describe()}; on the engine rows' model grid (data.image_size px: "
+           "2D images resized, slices padded/cropped), scored on the original grid.\n",
            "Reproduce with `python benchmarks/dg_real.py` (resumable; finished units are read back from "
            "`benchmarks/results/dg_real_units/`). Provenance of the process that wrote this file:\n", provenance_markdown(prov)]
     checks = target_check(table)
@@ -334,7 +378,18 @@ def main() -> None:
                         if not mine or (unit / "protocol.json").is_file():
                             continue
                         t0 = time.time()
-                        run_protocol(unit_config(setting, method, seed, args.threads), "single-source", unit, quiet=True)
+                        if method == nnunet_row.ROW:
+                            if shared_record(out / "dg_real_units", method, seed, unit_key(setting, method, seed)):
+                                print("   the same nnU-Net unit is recorded under another setting", flush=True)
+                                continue
+                            if not nnunet_row.available():
+                                print(f"   skipped: {NOT_RUN[method]}", flush=True)
+                                continue
+                            nnunet_row.run_configured(unit_config(setting, method, seed, args.threads), unit,
+                                                      NNUNET_BUDGET, threads=args.threads or 1)
+                        else:
+                            run_protocol(unit_config(setting, method, seed, args.threads), "single-source", unit,
+                                         quiet=True)
                         print(f"   {time.time() - t0:.0f} s", flush=True)
                     write_results(out, runs, prov)
     write_results(out, runs, prov)

@@ -36,4 +36,33 @@ def test_unseen_dice_skips_unannotated_classes_and_pairs_per_case():
     assert check["paired"]["mean"] == pytest.approx((0.08 + 0.10 + 0.08 + 0.09) / 4)
     assert check["margin"] == pytest.approx(0.05) and check["met"]
     md = "\n".join(dg_real.setting_markdown("cardiac", table["cardiac"]))
-    assert "| not annotated |" in md and "nnU-Net v2 | 0 | not run here" in md
+    assert "| not annotated |" in md and "nnU-Net v2 | 0 | not run: needs" in md
+
+
+def test_nnunet_units_are_keyed_by_what_nnunet_reads():
+    """nnU-Net plans its own image size and augmentation: fundus and fundus-scale (which differ only
+    in the zoom range) share one nnU-Net unit; another seed or dataset is another unit; the engine
+    rows of the two settings stay apart."""
+    row = dg_real.nnunet_row.ROW
+    key = dg_real.unit_key("fundus", row, 0)
+    assert key == dg_real.unit_key("fundus-scale", row, 0)
+    assert key != dg_real.unit_key("fundus", row, 1) and key != dg_real.unit_key("cardiac", row, 0)
+    assert dg_real.unit_key("fundus", "VLSA", 0) != dg_real.unit_key("fundus-scale", "VLSA", 0)
+
+
+def test_a_shared_nnunet_record_enters_both_settings_and_the_not_run_row_goes(tmp_path):
+    row = dg_real.nnunet_row.ROW
+    records = tmp_path / "dg_real_units"
+    rec = {"key": dg_real.unit_key("fundus", row, 0), "runs": {"DrishtiGS1": {"domains": {
+        "DrishtiGS1": {"role": "source", "dice": {"disc": 0.9, "cup": 0.8, "mean": 0.85}, "hd95": {"mean": 3.0}},
+        "dofe/Domain2": {"role": "target", "dice": {"disc": 0.8, "cup": 0.6, "mean": 0.7}, "hd95": {"mean": 9.0},
+                         "cases": {"a": {"dice": 0.7}}}}}}}
+    dg_real.write_json(records / "fundus" / dg_real.dg_table.slug(row) / "s0.json", rec)
+    stale = {**rec, "key": "0" * 16}  # another budget / data: not this unit
+    dg_real.write_json(records / "fundus" / dg_real.dg_table.slug(row) / "s1.json", stale)
+    units = dg_real.collect(tmp_path / "no-runs", records)
+    assert set(units[("fundus", row)]) == set(units[("fundus-scale", row)]) == {0}
+    table = dg_real.summarise(units)
+    assert table["fundus-scale"][row]["unseen_dice"] == pytest.approx(0.7)
+    md = "\n".join(dg_real.setting_markdown("fundus-scale", table["fundus-scale"]))
+    assert f"| {row} | 1 |" in md and "not run: needs" not in md

@@ -10,13 +10,16 @@ from vlsa.baselines import nnunet_row
 from vlsa.baselines.nnunet_row import Budget, run_row, write_splits
 from vlsa.data.domains import open_reader
 from vlsa.data.export_nnunet import write_label
+from vlsa.data.io import load_image
 from vlsa.data.splits import hash_pick
 
 
-def _fake_nnunet(reader, calls, speck: bool = False):
-    """Stands in for nnU-Net: 'predicts' the ground truth of every input case, as label files;
-    `speck`: plus a stray 2 x 2 patch of cup in a corner, which post-processing removes."""
-    truth = {s.name: s.label for d in reader.domains() for split in ("train", "test") for s in reader.samples(d, split)}
+def _fake_nnunet(reader, calls, speck: bool = False, size: int | None = None):
+    """Stands in for nnU-Net: 'predicts' the ground truth of every input case, as label files (on the
+    model grid of `size` when given); `speck`: plus a stray 2 x 2 patch of cup in a corner, which
+    post-processing removes."""
+    truth = {s.name: s.label if size is None else nnunet_row.on_model_grid(s, size, False).label
+             for d in reader.domains() for split in ("train", "test") for s in reader.samples(d, split)}
 
     def run(unit, inputs, budget, seed, threads, splits):
         calls.append(unit.name)
@@ -150,3 +153,64 @@ def test_tiny_real_nnunet_run(tmp_path):
         assert preds == sorted(s.name for s in reader.samples(domain, "test"))
         assert metrics["n"] == len(preds) and 0.0 <= metrics["dice"]["mean"] <= 1.0
     assert np.isfinite(result["table"]["Domain1"]["unseen"])
+
+
+def test_configured_unit_is_scored_on_what_evaluate_scores_per_case(fundus_root, tmp_path, monkeypatch):
+    """The real-data row (benchmarks/dg_real.py): one config's source, its own test split and another
+    dataset's domains (a data.target_datasets entry on its own split) under evaluate's NAME/DOMAIN
+    keys, with the per-case scores the paired statistics read; nnU-Net on the model grid
+    (data.image_size), scored on the original grid."""
+    import shutil
+
+    from tests.conftest import tiny_overrides
+    from vlsa.config import build_config
+
+    crops = tmp_path / "crops"
+    shutil.copytree(fundus_root, crops)
+    reader = open_reader("fundus", fundus_root)
+    monkeypatch.setattr(nnunet_row, "available", lambda: True)
+    results = {}
+    for size in (64, 32):  # the images' own size (the round trip is exact), then half of it
+        config = build_config({"data": {"target_datasets": {"crops": {"dataset": "fundus", "root": str(crops),
+                                                                      "domains": ["Domain3"], "split": "all"}}}},
+                              [*tiny_overrides(fundus_root, source="Domain1"), "data.targets=[Domain2]",
+                               f"data.image_size={size}"])
+        monkeypatch.setattr(nnunet_row, "run_nnunet", _fake_nnunet(reader, [], size=size))
+        nnunet_row.run_configured(config, tmp_path / f"unit{size}", Budget(), log=lambda _: None)
+        results[size] = json.loads((tmp_path / f"unit{size}" / "protocol.json").read_text())
+    saved = results[64]
+    run = saved["runs"]["Domain1"]
+    assert saved["domains"] == ["Domain1", "Domain2", "crops/Domain3"] and list(saved["runs"]) == ["Domain1"]
+    assert {k: (d["role"], d.get("dataset")) for k, d in run["domains"].items()} == {
+        "Domain1": ("source", None), "Domain2": ("target", None), "crops/Domain3": ("target", "fundus")}
+    every = [s.name for split in ("train", "test") for s in reader.samples("Domain3", split)]
+    crop = run["domains"]["crops/Domain3"]
+    assert crop["n"] == len(every) and sorted(crop["cases"]) == sorted(every)  # split all: every image
+    assert all(c["dice"]["mean"] == 1.0 for c in crop["cases"].values())
+    assert sorted(run["domains"]["Domain2"]["cases"]) == sorted(s.name for s in reader.samples("Domain2", "test"))
+    assert saved["target_datasets"]["crops"]["root"] == str(crops.resolve())
+    exported = next((tmp_path / "unit32" / "Domain1" / "inputs" / "crops__Domain3" / "imagesTr").iterdir())
+    assert load_image(exported, 3).shape == (3, 32, 32)  # nnU-Net saw the rows' 32 px grid ...
+    half = results[32]["runs"]["Domain1"]["domains"]["crops/Domain3"]
+    assert 0.85 < half["dice"]["mean"] < 1.0  # ... and was scored at 64 px: the round trip costs a little
+    with pytest.raises(nnunet_row.ConfigError, match="one source domain"):
+        nnunet_row.run_configured(build_config({}, [*tiny_overrides(fundus_root), "data.source=[Domain1,Domain2]"]),
+                                  tmp_path / "two", Budget(), log=lambda _: None)
+
+
+def test_model_grid_slices_keep_the_slice_axis_nnunet_2d_cuts_along():
+    """nnU-Net's 2d configuration slices along the axis of largest spacing: a slice of unknown
+    thickness (ACDC's h5 copy: 1.0) is exported thicker than its in-plane spacing; a known one is
+    kept; the slice is centre-cropped/padded to the model grid, as the engine does."""
+    from vlsa.data.sample import Sample
+
+    def slice_(thickness, h=40, w=20):
+        label = np.zeros((h, w), np.int64)
+        label[2:38, 5:15] = 1  # 36 labelled rows
+        return Sample(image=np.ones((1, h, w), np.float32), label=label, domain="d", case_id="p", name="p_z0",
+                      volume_id="p", slice_index=0, spacing=(1.5, 1.5), slice_thickness=thickness)
+
+    unknown, known = nnunet_row.on_model_grid(slice_(1.0), 32, True), nnunet_row.on_model_grid(slice_(10.0), 32, True)
+    assert unknown.slice_thickness == 3.0 and known.slice_thickness == 10.0 and known.spacing == (1.5, 1.5)
+    assert known.image.shape == (1, 32, 32) and known.label.shape == (32, 32)
+    assert known.label.sum() == 32 * 10  # 40 rows cropped to the middle 32: 2 labelled rows lost each side

@@ -118,3 +118,24 @@ def test_evaluate_reports_rv_not_annotated_in_json_md_and_csv(tmp_path, monkeypa
     assert rv[0]["value"] == NOT_ANNOTATED
     mean = [r for r in rows if r["domain"] == "siteB" and r["metric"] == "dice" and r["class"] == "mean"]
     assert float(mean[0]["value"]) == 1.0
+
+
+def test_a_partly_annotated_source_is_refused_before_training_naming_the_case():
+    """Training reads every pixel's label: RV missing from a source case would be learnt as
+    background, so such a case is refused (named), whether the dataset or the case says so."""
+    from types import SimpleNamespace
+
+    from vlsa.engine.data import check_trainable, load_source
+    from vlsa.errors import DataError
+
+    full = _slices("v1")
+    check_trainable(full, CARDIAC)  # every region annotated: trainable
+    with pytest.raises(DataError, match=r"v1_z0.*annotates \['lv', 'myo'\] only, not \['rv'\]"):
+        check_trainable(full, NO_RV)
+    lv_only = _slices("v2", annotated=[("lv", "myo", "rv"), ("lv",), ("lv", "myo", "rv")])
+    with pytest.raises(DataError, match=r"v2_z1.*not \['myo', 'rv'\]: training would learn them as background"):
+        check_trainable(lv_only, CARDIAC)
+    reader = SimpleNamespace(spec=NO_RV, samples=lambda domain, split: _slices("v3"))
+    config = build_config({}, ["data.dataset=mms"])
+    with pytest.raises(DataError, match="use this dataset as a target"):
+        load_source(config, reader, ["A"])

@@ -128,3 +128,25 @@ def test_real_whole_drishti_photos_are_flagged_for_a_model_trained_on_dofe_crops
         h, w = np.asarray(Image.open(photo)).shape[:2]
         assert f"aspect ratio {w / h:.2f} (width / height), trained on 1.00-1.00" in line
     assert not any(crop.name in line and ("px (height x width)" in line or "aspect" in line) for line in lines)
+
+
+def test_a_colour_photo_given_to_a_grey_model_is_named_a_grey_one_saved_as_rgb_is_not(cardiac_root, tmp_path, capsys):
+    """A fundus photograph into a cardiac MRI model is converted to luma and segmented as a grey image it
+    never saw: warned, naming the file; an MRI slice saved as RGB (R = G = B) or through JPEG is grey."""
+    from vlsa.engine.train import train
+
+    run = train(build_config({}, tiny_overrides(cardiac_root, dataset="mms", source="A", steps=1) + ["train.threads=1"]),
+                tmp_path / "grey", quiet=True)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(1)
+    photo = np.stack([rng.integers(120, 255, (64, 64)), rng.integers(30, 90, (64, 64)), rng.integers(0, 40, (64, 64))], -1)
+    Image.fromarray(photo.astype(np.uint8)).save(inputs / "fundus.png")
+    grey = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+    Image.fromarray(np.stack([grey] * 3, -1)).save(inputs / "slice_rgb.png")
+    Image.fromarray(np.stack([grey] * 3, -1)).save(inputs / "slice.jpg", quality=75)
+    assert main(["predict", "--run", str(run), "--input", str(inputs), "--output", str(tmp_path / "out")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "colour picture" in line]
+    assert len(lines) == 1 and "fundus.png" in lines[0] and "trained on single-channel (grey) images" in lines[0]
+    assert (tmp_path / "out" / "fundus.png").is_file()  # a warning, never a refusal
+    assert far_from_training(_labels(64, 64), None, FUNDUS, colour=True) == []  # an RGB model takes colour

@@ -37,14 +37,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
-from vlsa.data.export_nnunet import export_nnunet, write_cases
+from vlsa.data.export_nnunet import export_nnunet
 from vlsa.data.io import load_mask, read_nifti
 from vlsa.data.splits import hash_pick
-from vlsa.engine.geometry import labels_to_original
+from vlsa.engine.geometry import geometry_for, labels_to_original, to_model, to_original
 from vlsa.engine.inference import score
 from vlsa.engine.protocol import dice_matrix, protocol_markdown
-from vlsa.errors import VlsaError
+from vlsa.errors import ConfigError, VlsaError
 from vlsa.utils.atomic import write_json, write_text
 
 ROW = "nnU-Net v2"
@@ -101,18 +102,99 @@ def nnunet_env(unit: Path, threads: int) -> dict[str, str]:
     return env
 
 
-def export_inputs(reader, unit: Path, domains: list[str]) -> dict[str, Path]:
-    """Test cases of every domain as nnU-Net prediction inputs (images only): domain -> folder."""
+def on_model_grid(sample, size: int, volumetric: bool):
+    """A copy of `sample` on the engine's model grid (`vlsa.engine.geometry`: a 2D image resized to
+    size x size, a slice centre-padded/cropped to it), as every engine row sees it: the nnU-Net
+    row with the same pixels per step (`run_configured`). 2D intensities are rounded to 8-bit
+    values (the export writes PNG; nnU-Net z-scores them)."""
+    import dataclasses
+
+    geom = geometry_for(volumetric, sample.image.shape[-2:], size)
+    image, label = to_model(sample.image, sample.label, geom)
+    image = image.numpy()
+    spacing, thickness = sample.spacing, sample.slice_thickness
+    if volumetric:
+        # nnU-Net's 2d configuration slices along the axis of largest spacing: a thickness that is
+        # unknown (ACDC's h5 copy says 1.0 mm) would make it cut across the short-axis planes
+        thickness = max(thickness, 2.0 * max(spacing))
+    else:
+        image = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.float32) / np.float32(255.0)  # as vlsa.data.io reads 8-bit
+        spacing = tuple(float(sp * n / size) for sp, n in zip(sample.spacing, geom.native))
+    return dataclasses.replace(sample, image=image, label=None if label is None else label.numpy(), spacing=spacing,
+                               slice_thickness=thickness)
+
+
+class ModelGridReader:
+    """A reader whose samples are `on_model_grid` copies of `reader`'s (what nnU-Net is exported from
+    for the real-data rows); spec, root and domains are the reader's."""
+
+    def __init__(self, reader, size: int):
+        self.reader, self.size = reader, size
+        self.spec, self.root = reader.spec, reader.root
+
+    def domains(self) -> list[str]:
+        return self.reader.domains()
+
+    def samples(self, domain: str, split: str):
+        for s in self.reader.samples(domain, split):
+            yield on_model_grid(s, self.size, self.spec.volumetric)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One domain a unit predicts and scores: its metrics key, reader, domain, split and role;
+    `dataset` names another dataset's domain (a `data.target_datasets` entry), None the run's own."""
+
+    key: str
+    reader: object
+    domain: str
+    split: str = "test"
+    role: str = "target"
+    dataset: str | None = None
+
+    @property
+    def folder(self) -> str:
+        """The inputs/predictions folder name (NAME/DOMAIN keys: one path component)."""
+        return self.key.replace("/", "__")
+
+
+def own_domains(reader, source: str) -> list[Scored]:
+    """Every domain of `reader`, test split, `source` as the source (the synthetic benchmarks' row)."""
+    return [Scored(d, reader, d, "test", "source" if d == source else "target") for d in reader.domains()]
+
+
+def configured_domains(config, reader) -> list[Scored]:
+    """What `vlsa evaluate` scores for a run of `config`: its sources and targets (test split) and
+    every `data.target_datasets` entry's domains (on the entry's split), as the engine rows are."""
+    from vlsa.engine.data import domains_of, open_target_datasets
+
+    sources, targets = domains_of(config, reader)
+    out = [Scored(d, reader, d, "test", "source" if d in sources else "target") for d in [*sources, *targets]]
+    for t in open_target_datasets(config, reader.spec):
+        out += [Scored(key, t.reader, d, t.split, "target", t.dataset) for d, key in zip(t.domains, t.keys())]
+    return out
+
+
+def export_inputs(entries: list[Scored], unit: Path, volumetric: bool, size: int | None = None) -> dict[str, Path]:
+    """The entries' cases as nnU-Net prediction inputs (images only; `size`: on the model grid,
+    `on_model_grid`): key -> folder."""
+    from vlsa.data.export_nnunet import write_samples
+    from vlsa.engine.evaluate import split_samples
+
     folders = {}
-    for domain in domains:
-        folder = unit / "inputs" / domain
+    for entry in entries:
+        folder = unit / "inputs" / entry.folder
         if not folder.is_dir():
-            tmp = unit / "inputs" / f".{domain}.partial"
+            tmp = unit / "inputs" / f".{entry.folder}.partial"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            write_cases(reader, tmp, [(domain, "test")], labels=False)
+            samples = split_samples(entry.reader, entry.domain, entry.split)
+            if size is not None:
+                samples = [on_model_grid(x, size, volumetric) for x in samples]
+            for _ in write_samples(samples, tmp, volumetric):
+                pass
             os.replace(tmp, folder)
-        folders[domain] = folder
+        folders[entry.key] = folder
     return folders
 
 
@@ -132,7 +214,8 @@ def export_validation(raw: Path, unit: Path, val_cases: list[str]) -> Path:
     return folder
 
 
-def postprocess_decision(reader, source: str, folder: Path, val_fraction: float, seed: int) -> dict:
+def postprocess_decision(reader, source: str, folder: Path, val_fraction: float, seed: int,
+                         size: int | None = None) -> dict:
     """The engine rows' post-processing rule (`vlsa.engine.postprocessing.choose`) on nnU-Net's
     predictions of the source validation cases (its fold 0 validation split)."""
     from vlsa.engine.data import split_train_val
@@ -144,7 +227,7 @@ def postprocess_decision(reader, source: str, folder: Path, val_fraction: float,
                 "validation split every row holds out)", "val_cases": len({s.group for s in val})}
     if not val:
         return decision | {"applied": False, "reason": "no source validation split"}
-    preds = load_predictions(val, folder, spec.volumetric, spec.num_classes)
+    preds = load_predictions(val, folder, spec.volumetric, spec.num_classes, size)
     return decision | choose(SimpleNamespace(samples=val), preds, spec)
 
 
@@ -167,7 +250,7 @@ def write_splits(raw: Path, path: Path, val_fraction: float, seed: int) -> Path:
 def run_nnunet(unit: Path, inputs: dict[str, Path], budget: Budget, seed: int, threads: int,
                splits: Path) -> dict[str, Path]:
     """nnU-Net's plan/preprocess/train/predict in a child process; -> domain -> prediction folder."""
-    outputs = {d: unit / "predictions" / d for d in inputs}
+    outputs = {d: unit / "predictions" / folder.name for d, folder in inputs.items()}
     cmd = [sys.executable, "-m", "vlsa.baselines.nnunet_worker", "--dataset-id", str(DATASET_ID),
            "--epochs", str(budget.epochs), "--iterations", str(budget.iterations),
            "--val-iterations", str(budget.val_iterations), "--batch", str(budget.batch),
@@ -184,8 +267,10 @@ def run_nnunet(unit: Path, inputs: dict[str, Path], budget: Budget, seed: int, t
     return outputs
 
 
-def load_predictions(samples, folder: Path, volumetric: bool, num_classes: int) -> list[np.ndarray]:
-    """nnU-Net's label files -> one H x W label map per sample (slices cut from the volume files)."""
+def load_predictions(samples, folder: Path, volumetric: bool, num_classes: int, size: int | None = None) -> list[np.ndarray]:
+    """nnU-Net's label files -> one H0 x W0 label map per sample on its original annotation grid
+    (slices cut from the volume files). `size`: the files are on the model grid (`on_model_grid`)
+    and go back the way the engine maps its logits (`to_original` on one-hot maps, then argmax)."""
     preds, volumes = [], {}
     for s in samples:
         if volumetric:
@@ -194,8 +279,14 @@ def load_predictions(samples, folder: Path, volumetric: bool, num_classes: int) 
             pred = volumes[s.volume_id][:, :, s.slice_index]
         else:
             pred = load_mask(folder / f"{s.name}.png")
-        if pred.shape != s.label.shape:
-            raise VlsaError(f"{folder}: nnU-Net prediction of {s.name} has shape {pred.shape}, expected {s.label.shape}")
+        expected = s.label.shape if size is None else (size, size)
+        if pred.shape != expected:
+            raise VlsaError(f"{folder}: nnU-Net prediction of {s.name} has shape {pred.shape}, expected {expected}")
+        if size is not None:  # model grid -> the sample's grid -> the original annotation grid
+            geom = geometry_for(volumetric, s.label.shape, size)
+            onehot = torch.nn.functional.one_hot(torch.from_numpy(pred.astype(np.int64)), num_classes).permute(2, 0, 1)
+            preds.append(to_original(onehot.float(), geom, getattr(s, "original_shape", None)).argmax(0).numpy())
+            continue
         # scored like every row: on the original annotation grid when the slice was resampled
         preds.append(labels_to_original(pred, num_classes, getattr(s, "original_shape", None)))
     return preds
@@ -222,10 +313,15 @@ def scored_like_the_engine(result: dict) -> bool:
 
 
 def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed: int = 0, threads: int = 1,
-             val_fraction: float = 0.2, record: Path | None = None) -> dict:
-    """Train nnU-Net on `source`, predict every domain's test split, score with vlsa's metrics.
-    A finished unit is read back from unit/metrics.json, else from `record` (a committed copy from
-    an earlier session, used only with the same budget and scoring); a new result is written to both."""
+             val_fraction: float = 0.2, record: Path | None = None, entries: list[Scored] | None = None,
+             cases: bool = False, size: int | None = None) -> dict:
+    """Train nnU-Net on `source`, predict every entry (default: every domain's test split,
+    `own_domains`), score with vlsa's metrics (`cases`: with per-case Dice / HD95, what paired
+    comparisons read; `size`: nnU-Net trained and predicting on the engine's model grid of that
+    size, `ModelGridReader`, scored on the original grid). A finished unit is read back from unit/metrics.json, else from `record` (a
+    committed copy from an earlier session, used only with the same budget and scoring); a new
+    result is written to both."""
+    from vlsa.engine.evaluate import case_scores, split_samples
     from vlsa.engine.inference import SCORING_VERSION
 
     if (unit / "metrics.json").is_file():
@@ -239,32 +335,67 @@ def run_unit(reader, dataset: str, source: str, unit: Path, budget: Budget, seed
     if not available():
         raise VlsaError("the nnU-Net row needs nnunetv2: pip install 'vlsa[nnunet]'")
     start = time.perf_counter()
-    domains = reader.domains()
+    entries = entries or own_domains(reader, source)
+    spec = reader.spec
     raw = unit / "nnUNet_raw" / f"Dataset{DATASET_ID}_{dataset}{source}"
     if not raw.is_dir():
-        export_nnunet(reader, raw, domains=[source], splits=["train"])
+        export_nnunet(reader if size is None else ModelGridReader(reader, size), raw, domains=[source], splits=["train"])
     splits = write_splits(raw, unit / "splits_final.json", val_fraction, seed)
-    inputs = export_inputs(reader, unit, domains)
+    inputs = export_inputs(entries, unit, spec.volumetric, size)
     inputs[VALIDATION] = export_validation(raw, unit, json.loads(splits.read_text())[0]["val"])
     outputs = run_nnunet(unit, inputs, budget, seed, threads, splits)
-    spec = reader.spec
-    decision = postprocess_decision(reader, source, outputs[VALIDATION], val_fraction, seed)
+    decision = postprocess_decision(reader, source, outputs[VALIDATION], val_fraction, seed, size)
     result = {"dataset": dataset, "source": [source], "units": "mm" if spec.volumetric else "px",
               "unit_of_evaluation": "volume" if spec.volumetric else "image", "method": ROW,
               "budget": budget.as_dict(), "scoring": SCORING_VERSION, "postprocess": decision,
+              **({} if size is None else {"grid": f"model grid, {size} px (the engine rows' data.image_size)"}),
               "domains": {}, "domains_postprocess_off": {}, "domains_postprocess_on": {}}
-    for domain in domains:
-        samples = list(reader.samples(domain, "test"))
-        preds = load_predictions(samples, outputs[domain], spec.volumetric, spec.num_classes)
-        role = "source" if domain == source else "target"
+    for entry in entries:
+        samples = split_samples(entry.reader, entry.domain, entry.split)
+        preds = load_predictions(samples, outputs[entry.key], spec.volumetric, spec.num_classes, size)
+        # another dataset's domain: scored on the regions it annotates (Sunnybrook: no RV), named as evaluate names it
+        info = {"role": entry.role} if entry.dataset is None else {"role": entry.role, "dataset": entry.dataset}
         for on in (False, True):  # both, as `vlsa evaluate` records them
-            agg = score(SimpleNamespace(samples=samples), preds, spec, postprocess=on).aggregate()
-            result[f"domains_postprocess_{'on' if on else 'off'}"][domain] = {"role": role, **agg}
-        result["domains"][domain] = result[f"domains_postprocess_{'on' if decision['applied'] else 'off'}"][domain]
+            scores = score(SimpleNamespace(samples=samples), preds, spec, postprocess=on,
+                           annotated=entry.reader.spec.annotated)
+            extra = {"cases": case_scores(scores)} if cases else {}
+            result[f"domains_postprocess_{'on' if on else 'off'}"][entry.key] = {**info, **scores.aggregate(), **extra}
+        result["domains"][entry.key] = result[f"domains_postprocess_{'on' if decision['applied'] else 'off'}"][entry.key]
     result["wall_s"] = round(time.perf_counter() - start, 1)
     write_json(unit / "metrics.json", result)
     if record is not None:
         write_json(record, result)
+    return result
+
+
+def run_configured(config, out: str | Path, budget: Budget, threads: int = 1, log=print) -> dict:
+    """nnU-Net v2 as one unit of `config`'s single-source protocol (benchmarks/dg_real.py): trained
+    on the config's one source domain (its train cases minus the validation cases every engine row
+    holds out), scored per case on what `vlsa evaluate` scores for an engine run of the config
+    (`configured_domains`: the own test split and every `data.target_datasets` entry). nnU-Net
+    trains and predicts on the engine's model grid (`data.image_size`: the pixels per step every
+    row gets; at its own planning a 512 x 512 fundus patch costs ~10 s per batch-2 iteration on
+    one CPU thread, hours for the row) and is scored on the original grid.
+    -> out/protocol.json in the shape of `run_protocol` (runs: {source: metrics}). Resumable as
+    `run_unit`. Raises ConfigError for a config with more than one source domain."""
+    from vlsa.engine.data import domains_of, open_configured, open_target_datasets
+
+    out = Path(out)
+    reader = open_configured(config)
+    sources, _ = domains_of(config, reader)
+    if len(sources) != 1:
+        raise ConfigError(f"config key 'data.source': the nnU-Net row trains on one source domain, got {sources}")
+    entries = configured_domains(config, reader)
+    source = sources[0]
+    log(f"  {ROW} | {config.data.dataset} | seed {config.seed} | source {source}")
+    run = run_unit(reader, config.data.dataset, source, out / source, budget, config.seed, threads,
+                   config.data.val_fraction, entries=entries, cases=True, size=config.data.image_size)
+    result = {"mode": "single-source", "dataset": config.data.dataset, "domains": [e.key for e in entries],
+              "runs": {source: run}, "method": ROW, "budget": budget.as_dict()}
+    external = open_target_datasets(config, reader.spec)
+    if external:
+        result["target_datasets"] = {t.name: t.record() for t in external}
+    write_json(out / "protocol.json", result)
     return result
 
 

@@ -155,33 +155,44 @@ def write_cases(reader, out: Path, selection: list[tuple[str, str]], labels: boo
     Returns domains.csv rows [case, domain, split, subject]. `out` must exist. Raises DataError on a
     case name seen twice (nnU-Net needs unique case names) or on data PNG cannot hold exactly."""
     spec = reader.spec
-    ending = ".nii.gz" if spec.volumetric else ".png"
-    images, label_dir = out / "imagesTr", out / "labelsTr"
-    images.mkdir(parents=True, exist_ok=True)
-    if labels:
-        label_dir.mkdir(parents=True, exist_ok=True)
     if spec.num_classes > 256:
         raise DataError(reader.root, f"{spec.num_classes} classes do not fit 8-bit label files")
     rows, seen = [], set()
     for domain, split in selection:
-        for case, samples in iter_cases(reader.samples(domain, split), spec.volumetric):
-            if case in seen:
-                raise DataError(samples[0].name, f"case name {case} appears twice; nnU-Net needs unique case names")
-            seen.add(case)
-            if spec.volumetric:
-                write_volume(images, case, samples)
-                if labels:
-                    ordered = sorted(samples, key=lambda s: s.slice_index or 0)
-                    write_label(label_dir, case, np.stack([s.label for s in ordered], axis=-1), ending,
-                                affine_for(ordered[0]))
-            else:
-                write_image_2d(images, case, samples[0])
-                if labels:
-                    write_label(label_dir, case, samples[0].label, ending)
+        for case, samples in write_samples(reader.samples(domain, split), out, spec.volumetric, labels, seen):
             rows.append([case, domain, split, samples[0].case_id])
             if progress is not None:
                 progress.update(1)
     return rows
+
+
+def write_samples(samples: Iterable[Sample], out: Path, volumetric: bool, labels: bool = False,
+                  seen: set | None = None) -> Iterator[tuple[str, list[Sample]]]:
+    """Write samples as nnU-Net cases into out/imagesTr (+ labelsTr with `labels`), yielding each
+    (case, its samples) once written: one PNG case per 2D sample, one NIfTI per volume. Case names
+    as `iter_cases` gives them (what nnU-Net's prediction files are named after). Raises DataError
+    on a case name seen twice or on data PNG cannot hold exactly."""
+    ending = ".nii.gz" if volumetric else ".png"
+    images, label_dir = out / "imagesTr", out / "labelsTr"
+    images.mkdir(parents=True, exist_ok=True)
+    if labels:
+        label_dir.mkdir(parents=True, exist_ok=True)
+    seen = set() if seen is None else seen
+    for case, group in iter_cases(samples, volumetric):
+        if case in seen:
+            raise DataError(group[0].name, f"case name {case} appears twice; nnU-Net needs unique case names")
+        seen.add(case)
+        if volumetric:
+            write_volume(images, case, group)
+            if labels:
+                ordered = sorted(group, key=lambda s: s.slice_index or 0)
+                write_label(label_dir, case, np.stack([s.label for s in ordered], axis=-1), ending,
+                            affine_for(ordered[0]))
+        else:
+            write_image_2d(images, case, group[0])
+            if labels:
+                write_label(label_dir, case, group[0].label, ending)
+        yield case, group
 
 
 def export_nnunet(reader, out: str | Path, domains: list[str] | None = None, splits: Iterable[str] = SPLITS,

@@ -216,7 +216,24 @@ def load_image(path: str | Path, channels: int) -> np.ndarray:
 
     Raises DataError (file named) for a missing, corrupt, multi-page or NaN-holding file.
     """
-    return _to_channels(_decode(path, palette_indices=False).pixels, channels)
+    return load_image_colour(path, channels)[0]
+
+
+# a stored colour image whose channels differ by more than this (of the range) on more than
+# COLOUR_PIXELS of its pixels is a colour picture, not a grey one saved as RGB or through JPEG
+COLOUR_SPREAD, COLOUR_PIXELS = 16 / 255, 0.01
+
+
+def load_image_colour(path: str | Path, channels: int) -> tuple[np.ndarray, bool]:
+    """`load_image`, and whether the stored pixels are a colour picture (R, G, B differing by more
+    than COLOUR_SPREAD on more than COLOUR_PIXELS of the pixels): what a grey model's caller
+    warns about, since converting a photograph to luma makes it a grey image it never saw."""
+    pixels = _decode(path, palette_indices=False).pixels
+    colour = False
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        rgb = _unit_range(pixels[..., :3])
+        colour = bool(np.mean(rgb.max(axis=2) - rgb.min(axis=2) > COLOUR_SPREAD) > COLOUR_PIXELS)
+    return _to_channels(pixels, channels), colour
 
 
 def _grey_of_colour(path: Path, rgb: np.ndarray) -> np.ndarray:

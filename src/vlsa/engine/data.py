@@ -269,10 +269,27 @@ def split_train_val(samples: list[Sample], fraction: float, seed: int) -> tuple[
 
 
 def load_source(config, reader, sources: list[str]) -> tuple[list[Sample], list[Sample]]:
+    """The source domains' train cases split into (train, validation) by case (`split_train_val`).
+    Raises DataError for a source case that does not annotate every region (`check_trainable`)."""
     samples = []
     for domain in sources:
         samples.extend(reader.samples(domain, "train"))
+    check_trainable(samples, reader.spec)
     return split_train_val(samples, config.data.val_fraction, config.seed)
+
+
+def check_trainable(samples: list[Sample], spec) -> None:
+    """Training reads every pixel's label, so a region a source case does not annotate (a partly
+    annotated dataset, `DatasetSpec.annotated` / `Sample.annotated`) would be learnt as background
+    and never predicted: refused, naming the first such case. Such a dataset is a target (scored on
+    the regions it annotates), not a source."""
+    for s in samples:
+        have = s.annotated if s.annotated is not None else spec.annotated_regions
+        missing = [r for r in spec.regions if r not in have]
+        if missing:
+            raise DataError(s.name, f"source case annotates {list(have)} only, not {missing}: training would learn "
+                                    f"{'it' if len(missing) == 1 else 'them'} as background; use this dataset as a "
+                                    "target (data.target_datasets) or train on fully annotated cases")
 
 
 def source_validation(config, reader=None) -> list[Sample]:

@@ -17,7 +17,7 @@ from vlsa.data.io import (
     exif_orientation,
     is_image,
     is_nifti,
-    load_image,
+    load_image_colour,
     read_nifti,
     stem,
     to_stored_grid,
@@ -79,6 +79,7 @@ class Predictor:
         none and the data to make it is absent), 'on' or 'off'."""
         self.config, self.spec, self.model = load_run(run_dir, device=device)
         self.device = resolve_device(device, "--device")  # "auto" -> cuda when present, as in training
+        self.colour: set[Path] = set()  # inputs that were colour pictures (load_image_colour), for the warnings
         from vlsa.engine.postprocessing import recorded
 
         self.postprocess = recorded(run_dir, self.config, self.spec, self.model, self.device,
@@ -127,7 +128,9 @@ class Predictor:
         """-> (C x H x W image in [0, 1], H x W label map) per file; the images go through the model in batches."""
         planes = []
         for path in paths:
-            chw = load_image(path, self.spec.channels)  # C x H x W in [0, 1], any mode / bit depth
+            chw, colour = load_image_colour(path, self.spec.channels)  # C x H x W in [0, 1], any mode / bit depth
+            if colour:
+                self.colour.add(Path(path))  # a photograph into a grey model: far_from_training says so
             planes.append(normalise_percentile(chw) if self.spec.volumetric else chw)
         return list(zip(planes, self._labels(planes)[0])) if planes else []
 
@@ -219,7 +222,8 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
                 write_png(output / f"{name}_overlay.png", grid([tiles]))
         else:
             image, labels = done.pop(path)
-            far.append((path, far_from_training(labels, training_inputs, predictor.spec)))
+            far.append((path, far_from_training(labels, training_inputs, predictor.spec,
+                                                colour=Path(path) in predictor.colour)))
             target = output / f"{name}.png"
             # the input's stored pixel grid and its EXIF orientation: "same size as the input" holds for
             # the stored pixels, and viewers turn label and image alike (the overlay is drawn as displayed)

@@ -43,13 +43,17 @@ def profile(train_set: Prepared, spec) -> dict | None:
             "aspect": [round(min(aspects), 4), round(max(aspects), 4)], "cover": cover}
 
 
-def far_from_training(labels: np.ndarray, profile: dict | None, spec) -> list[str]:
+def far_from_training(labels: np.ndarray, profile: dict | None, spec, colour: bool = False) -> list[str]:
     """Why an input, given its H x W predicted label map (on the input's own grid), is far from the
-    training inputs `profile`: one phrase per reason; [] when it is close, or without a profile."""
-    if not profile:
-        return []
-    h, w = labels.shape[-2:]
+    training inputs `profile`: one phrase per reason; [] when it is close, or without a profile.
+    colour: the input is a colour picture (`vlsa.data.io.load_image_colour`); far for a model of grey
+    (single-channel) images, with or without a profile."""
     reasons = []
+    if colour and spec.channels == 1:
+        reasons.append("a colour picture, converted to grey: the run was trained on single-channel (grey) images")
+    if not profile:
+        return reasons
+    h, w = labels.shape[-2:]
     (h_lo, h_hi), (w_lo, w_hi) = profile["height"], profile["width"]
     if max(h / h_hi, w / w_hi) > SIDE_FACTOR or min(h / h_lo, w / w_lo) < 1 / SIDE_FACTOR:
         trained = f"{h_lo} x {w_lo}" if (h_lo, w_lo) == (h_hi, w_hi) else f"{h_lo}-{h_hi} x {w_lo}-{w_hi}"
