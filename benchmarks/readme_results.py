@@ -168,8 +168,17 @@ def in_readme(method: str, dataset: str = "") -> bool:
     return method == PACKAGED.get(dataset) or not (method.startswith("VLSA") and ("w/o" in method or "text=" in method))
 
 
+def packaged_defaults() -> dict[str, str]:
+    """dg_real.py's PACKAGED_DEFAULT (setting -> the packaged config's VLSA variant), read from its
+    source without importing it (it imports torch)."""
+    for node in ast.parse(DG_REAL.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PACKAGED_DEFAULT" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
 # a dataset whose packaged config is one of VLSA's variants (chosen on source data): its row is shown, named so
-PACKAGED = {"cardiac": "VLSA text=none"}
+PACKAGED = packaged_defaults()
 
 
 def _unverified(check: dict) -> str:

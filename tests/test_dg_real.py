@@ -66,3 +66,19 @@ def test_a_shared_nnunet_record_enters_both_settings_and_the_not_run_row_goes(tm
     assert table["fundus-scale"][row]["unseen_dice"] == pytest.approx(0.7)
     md = "\n".join(dg_real.setting_markdown("fundus-scale", table["fundus-scale"]))
     assert f"| {row} | 1 |" in md and "not run: needs" not in md
+
+
+def test_the_target_is_checked_for_the_packaged_default_and_the_papers_vlsa_beside_it():
+    """acdc_sdg trains VLSA text=none (chosen on source data): the cardiac target is checked for it,
+    and the paper's VLSA is reported beside it; a setting without a packaged variant checks VLSA."""
+    units = {("cardiac", "ERM U-Net + colour aug"): {0: record(0.80, {"p1": 0.70, "p2": 0.60})},
+             ("cardiac", "VLSA"): {0: record(0.84, {"p1": 0.72, "p2": 0.62})},
+             ("cardiac", "VLSA text=none"): {0: record(0.90, {"p1": 0.78, "p2": 0.70})}}
+    table = dg_real.summarise(units)
+    packaged, paper = dg_real.target_check(table)["cardiac"], dg_real.target_check(table, {})["cardiac"]
+    assert packaged["method"] == "VLSA text=none" and packaged["met"] and packaged["margin"] == pytest.approx(0.05)
+    assert paper["method"] == "VLSA" and not paper["met"] and paper["margin"] == pytest.approx(0.02)
+    md = dg_real.markdown(table, {}, dg_real.provenance(), "x.png")
+    assert "**VLSA text=none** (the packaged default)" in md and "**VLSA** (the paper's VLSA)" in md
+    del units[("cardiac", "VLSA text=none")]
+    assert dg_real.target_check(dg_real.summarise(units))["cardiac"]["method"] == "VLSA"
