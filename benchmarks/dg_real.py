@@ -107,8 +107,8 @@ DEFAULT_METHOD = dg_table.DEFAULT_METHOD
 # target is checked for it, and for the paper's VLSA beside it
 PACKAGED_DEFAULT = {"cardiac": "VLSA text=none"}
 # shown for a row with no finished unit in a setting
-NOT_RUN = {nnunet_row.ROW: "not run: needs the optional extra (pip install 'vlsa[nnunet]'), then "
-                           "`python benchmarks/dg_real.py --methods 'nnU-Net v2'`"}
+NOT_RUN = {nnunet_row.ROW: "not run in this setting yet: `python benchmarks/dg_real.py --settings SETTING --methods "
+                           "'nnU-Net v2'` (needs `pip install 'vlsa[nnunet]'`)"}
 
 
 def unit_config(setting: str, method: str, seed: int, threads: int | None = None):
