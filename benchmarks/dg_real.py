@@ -180,10 +180,14 @@ def wall_seconds(unit: Path) -> float | None:
     return total
 
 
+COMMITTED = ROOT / "benchmarks" / "results" / "dg_real_units"
+
+
 def collect(runs: Path, records: Path) -> dict:
-    """units[(setting, method)][seed] = slim result: the runs folder first, then committed records
-    whose key matches what this script would train now."""
+    """units[(setting, method)][seed] = slim result: the runs folder first, then records (in
+    `records`, then the committed ones) whose key matches what this script would train now."""
     units: dict = {}
+    folders = list(dict.fromkeys(p.resolve() for p in (records, COMMITTED) if p.is_dir()))
     for setting in SETTINGS:
         for method in METHODS:
             folder = runs / setting / dg_table.slug(method)
@@ -193,7 +197,7 @@ def collect(runs: Path, records: Path) -> dict:
                        "train_seconds": wall_seconds(path.parent)}
                 write_json(records / setting / dg_table.slug(method) / f"s{seed}.json", rec)
                 units.setdefault((setting, method), {})[seed] = rec
-            for path in sorted((records / setting / dg_table.slug(method)).glob("s*.json")):
+            for path in [p for f in folders for p in sorted((f / setting / dg_table.slug(method)).glob("s*.json"))]:
                 seed = int(path.stem[1:])
                 if seed in units.get((setting, method), {}):
                     continue
@@ -203,7 +207,8 @@ def collect(runs: Path, records: Path) -> dict:
             if method == nnunet_row.ROW:  # a unit another setting ran with the same key
                 for seed in range(max([*units.get((setting, method), {}), 2]) + 1):
                     if seed not in units.get((setting, method), {}):
-                        rec = shared_record(records, method, seed, unit_key(setting, method, seed))
+                        rec = next((r for f in folders for r in [shared_record(f, method, seed,
+                                                                             unit_key(setting, method, seed))] if r), None)
                         if rec is not None:
                             units.setdefault((setting, method), {})[seed] = rec
         for name, (method, key) in DERIVED.items():

@@ -50,8 +50,9 @@ def test_nnunet_units_are_keyed_by_what_nnunet_reads():
     assert dg_real.unit_key("fundus", "VLSA", 0) != dg_real.unit_key("fundus-scale", "VLSA", 0)
 
 
-def test_a_shared_nnunet_record_enters_both_settings_and_the_not_run_row_goes(tmp_path):
+def test_a_shared_nnunet_record_enters_both_settings_and_the_not_run_row_goes(tmp_path, monkeypatch):
     row = dg_real.nnunet_row.ROW
+    monkeypatch.setattr(dg_real, "COMMITTED", tmp_path / "none")  # this test's records only
     records = tmp_path / "dg_real_units"
     rec = {"key": dg_real.unit_key("fundus", row, 0), "runs": {"DrishtiGS1": {"domains": {
         "DrishtiGS1": {"role": "source", "dice": {"disc": 0.9, "cup": 0.8, "mean": 0.85}, "hd95": {"mean": 3.0}},
@@ -82,3 +83,14 @@ def test_the_target_is_checked_for_the_packaged_default_and_the_papers_vlsa_besi
     assert "**VLSA text=none** (the packaged default)" in md and "**VLSA** (the paper's VLSA)" in md
     del units[("cardiac", "VLSA text=none")]
     assert dg_real.target_check(dg_real.summarise(units))["cardiac"]["method"] == "VLSA"
+
+
+def test_report_only_elsewhere_reads_the_committed_records(tmp_path, monkeypatch):
+    """`--out` elsewhere (a new folder): the committed records still count, as in dg_table.py."""
+    row = dg_real.nnunet_row.ROW
+    committed = tmp_path / "committed"
+    rec = {"key": dg_real.unit_key("cardiac", row, 0), "runs": {"ACDC": {"domains": record(0.8, {"p1": 0.7})["runs"]["ACDC"]["domains"]}}}
+    dg_real.write_json(committed / "cardiac" / dg_real.dg_table.slug(row) / "s0.json", rec)
+    monkeypatch.setattr(dg_real, "COMMITTED", committed)
+    units = dg_real.collect(tmp_path / "no-runs", tmp_path / "elsewhere" / "dg_real_units")
+    assert set(units[("cardiac", row)]) == {0}

@@ -106,7 +106,7 @@ def test_without_a_validation_split_the_last_weights_are_selected(fundus_root, t
     best, last = (load_checkpoint(run_folder.best_path(t.out)), load_checkpoint(run_folder.last_path(t.out)))
     assert best["step"] == last["step"] == 3 and math.isnan(best["best"]["score"])
     assert all(torch.equal(v, last["model"][k]) for k, v in best["model"].items())
-    assert "no validation split (last weights kept) at step 3" in capsys.readouterr().out
+    assert "no source validation split: the last weights (step 3) are kept" in capsys.readouterr().out
     rows = run_folder.read_log(t.out / "log.csv", 99)
     assert [r["step"] for r in rows] == ["1", "2", "3"] and all(r["val_dice"] == "" for r in rows)
 

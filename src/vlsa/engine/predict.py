@@ -248,7 +248,7 @@ def warn_far_inputs(far: list[tuple[Path, list[str]]], shown: int = 5) -> None:
     for path, reasons in flagged[:shown]:
         print(f"vlsa: warning: {path}: far from the images the run was trained on: {'; '.join(reasons)}; its "
               "segmentation is unreliable (e.g. a whole fundus photograph given to a model trained on disc-centred "
-              "crops)", file=sys.stderr)
+              "crops, or a photograph given to an MRI model)", file=sys.stderr)
     if len(flagged) > shown:
         print(f"vlsa: warning: {len(flagged)} of {len(far)} images are far from the training images "
               f"({shown} named above)", file=sys.stderr)

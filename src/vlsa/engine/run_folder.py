@@ -127,7 +127,8 @@ def finished_steps(out: str | Path) -> int:
 
 def summary(out: Path, best: dict, checkpoint: Path) -> str:
     """The lines printed when training ends: best validation Dice, its step, the checkpoint, next."""
-    score_text = "no validation split (last weights kept)" if np.isnan(best["score"]) else f"{best['score']:.3f}"
-    return (f"best source validation Dice {score_text} at step {best['step']}\n"
+    first = (f"no source validation split: the last weights (step {best['step']}) are kept" if np.isnan(best["score"])
+             else f"best source validation Dice {best['score']:.3f} at step {best['step']}")
+    return (f"{first}\n"
             f"checkpoint: {checkpoint}\n"
             f"next: vlsa evaluate --run {out} --report")
