@@ -37,12 +37,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import torch
 
 from vlsa.data.export_nnunet import export_nnunet
 from vlsa.data.io import load_mask, read_nifti
 from vlsa.data.splits import hash_pick
-from vlsa.engine.geometry import geometry_for, labels_to_original, to_model, to_original
+from vlsa.engine.geometry import geometry_for, labels_to_original, to_model
 from vlsa.engine.inference import score
 from vlsa.engine.protocol import dice_matrix, protocol_markdown
 from vlsa.errors import ConfigError, VlsaError
@@ -163,14 +162,15 @@ def own_domains(reader, source: str) -> list[Scored]:
     return [Scored(d, reader, d, "test", "source" if d == source else "target") for d in reader.domains()]
 
 
-def configured_domains(config, reader) -> list[Scored]:
+def configured_domains(config, reader, external: list) -> list[Scored]:
     """What `vlsa evaluate` scores for a run of `config`: its sources and targets (test split) and
-    every `data.target_datasets` entry's domains (on the entry's split), as the engine rows are."""
-    from vlsa.engine.data import domains_of, open_target_datasets
+    the domains of every opened `data.target_datasets` entry (`external`, from
+    `open_target_datasets`; on the entry's split), as the engine rows are."""
+    from vlsa.engine.data import domains_of
 
     sources, targets = domains_of(config, reader)
     out = [Scored(d, reader, d, "test", "source" if d in sources else "target") for d in [*sources, *targets]]
-    for t in open_target_datasets(config, reader.spec):
+    for t in external:
         out += [Scored(key, t.reader, d, t.split, "target", t.dataset) for d, key in zip(t.domains, t.keys())]
     return out
 
@@ -282,13 +282,9 @@ def load_predictions(samples, folder: Path, volumetric: bool, num_classes: int, 
         expected = s.label.shape if size is None else (size, size)
         if pred.shape != expected:
             raise VlsaError(f"{folder}: nnU-Net prediction of {s.name} has shape {pred.shape}, expected {expected}")
-        if size is not None:  # model grid -> the sample's grid -> the original annotation grid
-            geom = geometry_for(volumetric, s.label.shape, size)
-            onehot = torch.nn.functional.one_hot(torch.from_numpy(pred.astype(np.int64)), num_classes).permute(2, 0, 1)
-            preds.append(to_original(onehot.float(), geom, getattr(s, "original_shape", None)).argmax(0).numpy())
-            continue
-        # scored like every row: on the original annotation grid when the slice was resampled
-        preds.append(labels_to_original(pred, num_classes, getattr(s, "original_shape", None)))
+        # scored like every row: on the original annotation grid (from the model grid first, with `size`)
+        geom = None if size is None else geometry_for(volumetric, s.label.shape, size)
+        preds.append(labels_to_original(pred, num_classes, getattr(s, "original_shape", None), geom))
     return preds
 
 
@@ -385,14 +381,14 @@ def run_configured(config, out: str | Path, budget: Budget, threads: int = 1, lo
     sources, _ = domains_of(config, reader)
     if len(sources) != 1:
         raise ConfigError(f"config key 'data.source': the nnU-Net row trains on one source domain, got {sources}")
-    entries = configured_domains(config, reader)
+    external = open_target_datasets(config, reader.spec)
+    entries = configured_domains(config, reader, external)
     source = sources[0]
     log(f"  {ROW} | {config.data.dataset} | seed {config.seed} | source {source}")
     run = run_unit(reader, config.data.dataset, source, out / source, budget, config.seed, threads,
                    config.data.val_fraction, entries=entries, cases=True, size=config.data.image_size)
     result = {"mode": "single-source", "dataset": config.data.dataset, "domains": [e.key for e in entries],
               "runs": {source: run}, "method": ROW, "budget": budget.as_dict()}
-    external = open_target_datasets(config, reader.spec)
     if external:
         result["target_datasets"] = {t.name: t.record() for t in external}
     write_json(out / "protocol.json", result)

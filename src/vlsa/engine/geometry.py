@@ -94,13 +94,15 @@ def _to_grid(logits: torch.Tensor, original) -> torch.Tensor:
     return F.interpolate(logits[None], size=tuple(int(n) for n in original), mode="bilinear", align_corners=False)[0]
 
 
-def labels_to_original(label: np.ndarray, num_classes: int, original: tuple[int, int] | None) -> np.ndarray:
+def labels_to_original(label: np.ndarray, num_classes: int, original: tuple[int, int] | None,
+                       geom: Geometry | None = None) -> np.ndarray:
     """H x W label map on a sample's (resampled) grid -> H0 x W0 on the original grid, the way
-    `to_original` maps logits (one-hot, bilinear, argmax): for predictions made elsewhere (nnU-Net)."""
-    if original is None or tuple(original) == label.shape:
+    `to_original` maps logits (one-hot, bilinear, argmax): for predictions made elsewhere (nnU-Net).
+    geom: the label is on that model grid (S x S), first taken back to the sample's grid as `to_native`."""
+    if geom is None and (original is None or tuple(original) == label.shape):
         return label
     onehot = F.one_hot(torch.from_numpy(np.asarray(label, dtype=np.int64)), num_classes).permute(2, 0, 1).float()
-    return _to_grid(onehot, original).argmax(0).numpy()
+    return (_to_grid(onehot, original) if geom is None else to_original(onehot, geom, original)).argmax(0).numpy()
 
 
 def normalise(image: torch.Tensor, mode: str) -> torch.Tensor:
