@@ -201,16 +201,20 @@ def test_configured_unit_is_scored_on_what_evaluate_scores_per_case(fundus_root,
 def test_model_grid_slices_keep_the_slice_axis_nnunet_2d_cuts_along():
     """nnU-Net's 2d configuration slices along the axis of largest spacing: a slice of unknown
     thickness (ACDC's h5 copy: 1.0) is exported thicker than its in-plane spacing; a known one is
-    kept; the slice is centre-cropped/padded to the model grid, as the engine does."""
+    kept, even a thin one; the slice is centre-cropped/padded to the model grid, as the engine does."""
+    from vlsa.data.export_nnunet import affine_for
     from vlsa.data.sample import Sample
 
-    def slice_(thickness, h=40, w=20):
+    def slice_(thickness, known=True, h=40, w=20):
         label = np.zeros((h, w), np.int64)
         label[2:38, 5:15] = 1  # 36 labelled rows
         return Sample(image=np.ones((1, h, w), np.float32), label=label, domain="d", case_id="p", name="p_z0",
-                      volume_id="p", slice_index=0, spacing=(1.5, 1.5), slice_thickness=thickness)
+                      volume_id="p", slice_index=0, spacing=(1.5, 1.5), slice_thickness=thickness,
+                      meta={"spacing_known": known})
 
-    unknown, known = nnunet_row.on_model_grid(slice_(1.0), 32, True), nnunet_row.on_model_grid(slice_(10.0), 32, True)
-    assert unknown.slice_thickness == 3.0 and known.slice_thickness == 10.0 and known.spacing == (1.5, 1.5)
+    grid = {(t, k): nnunet_row.on_model_grid(slice_(t, k), 32, True) for t, k in ((1.0, False), (10.0, True), (1.0, True))}
+    assert [float(np.linalg.norm(affine_for(s)[:3, 2])) for s in grid.values()] == [3.0, 10.0, 1.0]
+    known = grid[10.0, True]
+    assert known.spacing == (1.5, 1.5)
     assert known.image.shape == (1, 32, 32) and known.label.shape == (32, 32)
     assert known.label.sum() == 32 * 10  # 40 rows cropped to the middle 32: 2 labelled rows lost each side

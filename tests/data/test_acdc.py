@@ -226,3 +226,24 @@ def test_packaged_acdc_sdg_config_trains_and_scores_acdc_test_volumes(tmp_path):
     assert main(["evaluate", "--run", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["dataset"] == "acdc" and metrics["domains"]["ACDC"]["n"] == 2  # patient004 ED + ES volumes
+
+
+def test_h5_export_to_nnunet_writes_slices_thicker_than_their_pixels(tmp_path, caplog):
+    """ACDC's h5 copy has no slice thickness (the reader records 1.0 mm): `vlsa export nnunet`
+    writes twice the in-plane spacing instead, so nnU-Net's 2d configuration, which cuts along the
+    axis of largest spacing, cuts along the short-axis planes; it says so once."""
+    root = tmp_path / "acdc"
+    for p in ("patient001", "patient002"):
+        _h5_patient(root, p, as_slices=False)
+    _lists(root, train=["patient001"], test=["patient002"])
+    out = tmp_path / "Dataset510_ACDC"
+    with caplog.at_level(logging.WARNING):
+        assert main(["export", "nnunet", "--dataset", "acdc", "--root", str(root), "--out", str(out),
+                     "--spacing", "1.5"]) == 0
+    assert caplog.text.count("slice thickness unknown; written as 3.00 mm") == 1
+    images = sorted((out / "imagesTr").glob("*.nii.gz"))
+    assert len(images) == 4  # 2 patients x ED, ES
+    for path in images:
+        zooms = nib.load(str(path)).header.get_zooms()
+        assert zooms[2] == pytest.approx(3.0) and max(zooms[:2]) == pytest.approx(1.5)
+        assert np.argmax(zooms) == 2  # the slice axis has the largest spacing

@@ -111,16 +111,11 @@ def on_model_grid(sample, size: int, volumetric: bool):
     geom = geometry_for(volumetric, sample.image.shape[-2:], size)
     image, label = to_model(sample.image, sample.label, geom)
     image = image.numpy()
-    spacing, thickness = sample.spacing, sample.slice_thickness
-    if volumetric:
-        # nnU-Net's 2d configuration slices along the axis of largest spacing: a thickness that is
-        # unknown (ACDC's h5 copy says 1.0 mm) would make it cut across the short-axis planes
-        thickness = max(thickness, 2.0 * max(spacing))
-    else:
+    spacing = sample.spacing  # an unknown slice thickness is written thicker by the export (slice_thickness_for)
+    if not volumetric:
         image = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.float32) / np.float32(255.0)  # as vlsa.data.io reads 8-bit
         spacing = tuple(float(sp * n / size) for sp, n in zip(sample.spacing, geom.native))
-    return dataclasses.replace(sample, image=image, label=None if label is None else label.numpy(), spacing=spacing,
-                               slice_thickness=thickness)
+    return dataclasses.replace(sample, image=image, label=None if label is None else label.numpy(), spacing=spacing)
 
 
 class ModelGridReader:

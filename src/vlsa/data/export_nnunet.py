@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -38,6 +39,7 @@ from vlsa.errors import DataError, VlsaError
 
 DATASET_NAME = re.compile(r"Dataset\d{3}_[A-Za-z0-9_.-]+")
 SPLITS = ("train", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,9 +65,21 @@ def channel_names(spec) -> dict[str, str]:
     return {str(i): "zscore" if spec.volumetric else f"channel{i}" for i in range(spec.channels)}
 
 
+def slice_thickness_for(sample: Sample) -> float:
+    """The slice thickness (mm) written for `sample`: its own, or, where its reader does not know it
+    (`meta["spacing_known"] is False`: ACDC's h5 copy records 1.0 mm), twice its largest in-plane
+    spacing if that is more. Why: nnU-Net's 2d configuration cuts volumes along the axis of largest
+    spacing, so a 1.0 mm placeholder beside 1.5 mm pixels would make it cut across the short-axis
+    planes; any thickness above the in-plane spacing keeps it cutting along them."""
+    thickness = float(sample.slice_thickness)
+    if (sample.meta or {}).get("spacing_known") is False:
+        thickness = max(thickness, 2.0 * float(max(sample.spacing)))
+    return thickness
+
+
 def affine_for(sample: Sample) -> np.ndarray:
-    """The sample's affine with voxel sizes (row spacing, col spacing, slice thickness) in mm."""
-    sizes = np.array([*sample.spacing, sample.slice_thickness], dtype=np.float64)
+    """The sample's affine with voxel sizes (row spacing, col spacing, `slice_thickness_for`) in mm."""
+    sizes = np.array([*sample.spacing, slice_thickness_for(sample)], dtype=np.float64)
     if sample.affine is None:
         return np.diag([*sizes, 1.0])
     affine = np.array(sample.affine, dtype=np.float64)
@@ -157,9 +171,9 @@ def write_cases(reader, out: Path, selection: list[tuple[str, str]], labels: boo
     spec = reader.spec
     if spec.num_classes > 256:
         raise DataError(reader.root, f"{spec.num_classes} classes do not fit 8-bit label files")
-    rows, seen = [], set()
+    rows, seen, said = [], set(), set()
     for domain, split in selection:
-        for case, samples in write_samples(reader.samples(domain, split), out, spec.volumetric, labels, seen):
+        for case, samples in write_samples(reader.samples(domain, split), out, spec.volumetric, labels, seen, said):
             rows.append([case, domain, split, samples[0].case_id])
             if progress is not None:
                 progress.update(1)
@@ -167,13 +181,15 @@ def write_cases(reader, out: Path, selection: list[tuple[str, str]], labels: boo
 
 
 def write_samples(samples: Iterable[Sample], out: Path, volumetric: bool, labels: bool = False,
-                  seen: set | None = None) -> Iterator[tuple[str, list[Sample]]]:
+                  seen: set | None = None, said: set | None = None) -> Iterator[tuple[str, list[Sample]]]:
     """Write samples as nnU-Net cases into out/imagesTr (+ labelsTr with `labels`), yielding each
     (case, its samples) once written: one PNG case per 2D sample, one NIfTI per volume. Case names
     as `iter_cases` gives them (what nnU-Net's prediction files are named after). Raises DataError
-    on a case name seen twice or on data PNG cannot hold exactly."""
+    on a case name seen twice or on data PNG cannot hold exactly. `seen` (case names) and `said`
+    (warnings given) may be shared by the calls of one export."""
     ending = ".nii.gz" if volumetric else ".png"
     images, label_dir = out / "imagesTr", out / "labelsTr"
+    said = set() if said is None else said
     images.mkdir(parents=True, exist_ok=True)
     if labels:
         label_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +199,10 @@ def write_samples(samples: Iterable[Sample], out: Path, volumetric: bool, labels
             raise DataError(group[0].name, f"case name {case} appears twice; nnU-Net needs unique case names")
         seen.add(case)
         if volumetric:
+            if "thickness" not in said and slice_thickness_for(group[0]) != group[0].slice_thickness:
+                said.add("thickness")  # once per export: the reader has already warned that spacing is missing
+                log.warning("%s: slice thickness unknown; written as %.2f mm (twice the in-plane spacing) so that "
+                            "nnU-Net's 2d configuration cuts along the slices", case, slice_thickness_for(group[0]))
             write_volume(images, case, group)
             if labels:
                 ordered = sorted(group, key=lambda s: s.slice_index or 0)
