@@ -111,6 +111,13 @@ NOT_RUN = {nnunet_row.ROW: "not run in this setting yet: `python benchmarks/dg_r
                            "'nnU-Net v2'` (needs `pip install 'vlsa[nnunet]'`)"}
 
 
+def not_run(setting: str, methods: dict) -> dict[str, str]:
+    """The rows of METHODS with no finished unit in `setting` -> why, with the command that runs them
+    (a table lists them rather than leave a row out silently)."""
+    generic = "not run in this setting yet: `python benchmarks/dg_real.py --settings SETTING --methods '{}'`"
+    return {m: NOT_RUN.get(m, generic.format(m)).replace("SETTING", setting) for m in METHODS if m not in methods}
+
+
 def unit_config(setting: str, method: str, seed: int, threads: int | None = None):
     name, sets = SETTINGS[setting]
     return load_config(name, [*sets, *METHODS[method], f"seed={seed}", "train.device=cpu",
@@ -297,9 +304,8 @@ def setting_markdown(setting: str, methods: dict) -> list[str]:
         out.append("| " + " | ".join([method, str(len(r["seeds"])), _pm(r, "source_dice"), f"**{_pm(r, 'unseen_dice')}**",
                                       *(_pm(r, f"unseen_dice_{c}") for c in classes), _pm(r, "unseen_hd95", "{:.1f}"),
                                       secs]) + " |")
-    for name, why in NOT_RUN.items():
-        if name not in methods:
-            out.append(f"| {name} | 0 | {why} |" + " |" * (len(header) - 3))
+    for name, why in not_run(setting, methods).items():
+        out.append(f"| {name} | 0 | {why} |" + " |" * (len(header) - 3))
     out += paired_markdown(methods, REFERENCE, list(methods))
     # the ablations ask whether EM Aggregation, text guidance and the foundation backbones matter:
     # each against the default itself
@@ -359,7 +365,8 @@ def write_results(out: Path, runs: Path, prov: dict) -> dict:
                                       "target": target_check(table), "target_paper_vlsa": target_check(table, {}),
                                       # rows with no unit in any setting (a setting without one says so in its table)
                                       "not_run": {m: why for m, why in NOT_RUN.items()
-                                                  if not any(m in methods for methods in table.values())}})
+                                                  if not any(m in methods for methods in table.values())},
+                                      "not_run_in": {s: sorted(not_run(s, methods)) for s, methods in table.items()}})
     write_text(out / "dg_real.md", markdown(table, budgets, prov, "dg_real.png"))
     import plots
 

@@ -40,3 +40,17 @@ def test_synth_preview_and_verify(tmp_path, capsys):
     assert (tmp_path / "f" / "preview.png").is_file()
     assert main(["verify", "--dataset", "fundus", "--root", str(tmp_path / "f")]) == 0
     assert "passed the integrity check" in capsys.readouterr().out
+
+
+def test_logged_warnings_carry_the_same_prefix_as_printed_ones():
+    """A reader's logged warning (e.g. folder slices split on their own) reads `vlsa: warning: ...`,
+    as the commands' printed warnings do; --verbose progress lines keep `vlsa: ...`."""
+    import logging
+
+    from vlsa.cli import _LevelFormatter
+
+    fmt = _LevelFormatter()
+    warn = logging.LogRecord("vlsa.data", logging.WARNING, __file__, 1, "%s: names look like slices", ("a/images",), None)
+    info = logging.LogRecord("vlsa.engine", logging.INFO, __file__, 1, "step %d", (10,), None)
+    assert fmt.format(warn) == "vlsa: warning: a/images: names look like slices"
+    assert fmt.format(info) == "vlsa: step 10"

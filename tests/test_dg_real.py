@@ -37,6 +37,10 @@ def test_unseen_dice_skips_unannotated_classes_and_pairs_per_case():
     assert check["margin"] == pytest.approx(0.05) and check["met"]
     md = "\n".join(dg_real.setting_markdown("cardiac", table["cardiac"]))
     assert "| not annotated |" in md and "nnU-Net v2 | 0 | not run in this setting yet" in md
+    # every row without a unit is listed with the command that runs it there, never left out
+    assert "| VLSA (medsam) | 0 | not run in this setting yet: `python benchmarks/dg_real.py --settings cardiac " \
+           "--methods 'VLSA (medsam)'`" in md
+    assert "| VLSA | 0 |" not in md and "--settings SETTING" not in md
 
 
 def test_nnunet_units_are_keyed_by_what_nnunet_reads():
@@ -66,7 +70,7 @@ def test_a_shared_nnunet_record_enters_both_settings_and_the_not_run_row_goes(tm
     table = dg_real.summarise(units)
     assert table["fundus-scale"][row]["unseen_dice"] == pytest.approx(0.7)
     md = "\n".join(dg_real.setting_markdown("fundus-scale", table["fundus-scale"]))
-    assert f"| {row} | 1 |" in md and "not run in this setting" not in md
+    assert f"| {row} | 1 |" in md and f"| {row} | 0 |" not in md
 
 
 def test_the_target_is_checked_for_the_packaged_default_and_the_papers_vlsa_beside_it():

@@ -309,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+
+class _LevelFormatter(logging.Formatter):
+    """`vlsa: warning: ...` for warnings (as the commands' own printed warnings), `vlsa: ...` for the
+    progress lines of --verbose: one prefix a user or a grep can rely on."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else record.levelname.lower() + ": "
+        return f"vlsa: {level}{record.getMessage()}"
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -323,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     from vlsa.engine.threads import request
 
     request(getattr(args, "threads", None))  # every command: a flag of an earlier in-process call never lingers
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="vlsa: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LevelFormatter())
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     try:
         args.func(args)
     except Interrupted as exc:

@@ -76,7 +76,7 @@ def test_metrics_from_an_older_scoring_are_recomputed_not_trusted(fundus_root, t
     assert (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns == before  # ... not retrained
 
 
-def test_an_evaluated_interrupted_run_is_finished_not_read_back(fundus_root, tmp_path):
+def test_an_evaluated_interrupted_run_is_finished_not_read_back(fundus_root, tmp_path, capsys):
     """Issue 30 row 1: `vlsa evaluate` on a run interrupted after its first validation writes a
     current-scoring metrics.json; the protocol unit must still finish training, then score the
     finished run (and say which checkpoint its numbers come from)."""
@@ -89,6 +89,10 @@ def test_an_evaluated_interrupted_run_is_finished_not_read_back(fundus_root, tmp
     train(cfg, run, stop_at=3, quiet=True)
     early = evaluate_run(run, quiet=True)
     assert finished_steps(run) == 3
+    # the user is told, on stderr and in metrics.md, that these numbers are of an unfinished run
+    warned = [line for line in capsys.readouterr().err.splitlines() if "training is unfinished" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"vlsa: warning: {run}: training is unfinished (step 3 of 9)")
+    assert "training is unfinished (step 3 of 9)" in (run / "metrics.md").read_text()
     result = run_one(cfg, run, quiet=True)
     assert finished_steps(run) == 9  # training continued instead of returning the step-3 metrics
     state = result["run_state"]
@@ -97,3 +101,4 @@ def test_an_evaluated_interrupted_run_is_finished_not_read_back(fundus_root, tmp
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["run_state"] == state and result["postprocess"]["checkpoint"] == state["checkpoint"]
     assert run_one(cfg, run, quiet=True) == result  # a finished, current evaluation is read back
+    assert "unfinished" not in (run / "metrics.md").read_text() and "unfinished" not in capsys.readouterr().err

@@ -12,6 +12,7 @@ Regions a dataset or case does not annotate are "not annotated" (vlsa.metrics)."
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from vlsa.errors import DataError, VlsaError
 from vlsa.models import build_model
 from vlsa.report.clinical import clinical_markdown, clinical_rows
 from vlsa.report.overlay import case_panel, stack_panels, to_rgb
-from vlsa.report.tables import console, domain_table, metrics_csv, metrics_markdown
+from vlsa.report.tables import console, domain_table, metrics_csv, metrics_markdown, unfinished
 from vlsa.utils.atomic import write_json, write_text
 
 
@@ -214,6 +215,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     result["postprocess"] = pp
     # what these numbers were computed from: reused (protocols) only while both match a finished run
     result["run_state"], result["split_rule"] = run_state(run_dir), split_rule(reader, config)
+    if (note := unfinished(result)) is not None:  # also in metrics.md; a protocol never reuses these
+        print(f"vlsa: warning: {run_dir}: {note.replace('RUN', str(run_dir))}", file=sys.stderr)
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
     from vlsa.engine.fundus_eval import FundusMeasures  # vCDR vs experts; whole photos with a locator

@@ -66,10 +66,21 @@ def console(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
+def unfinished(metrics: dict) -> str | None:
+    """The line that says these metrics are of an unfinished run (training stopped before
+    train.steps, e.g. interrupted), naming the checkpoint scored; None for a finished run."""
+    state = metrics.get("run_state") or {}
+    if state.get("finished", True):
+        return None
+    at = (state.get("checkpoint") or {}).get("step")
+    return (f"training is unfinished (step {state.get('steps_done')} of {state.get('steps')}): these metrics are of "
+            f"the checkpoint of step {at}, not of the finished run; continue with `vlsa train --out RUN --resume`.")
+
+
 def annotation_notes(metrics: dict) -> list[str]:
     """One line per dataset with a label rule (e.g. Drishti-GS1's expert agreement threshold),
     and per domain whose regions are not annotated in every case (scored on fewer cases)."""
-    notes = []
+    notes = [] if (state := unfinished(metrics)) is None else [state]
     rules = {metrics["dataset"]: metrics.get("label_rule")}
     rules |= {name: t.get("label_rule") for name, t in metrics.get("target_datasets", {}).items()}
     notes += [f"Labels of {name}: {rule}." for name, rule in rules.items() if rule is not None]
