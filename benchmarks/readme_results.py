@@ -276,7 +276,9 @@ def real_compact(real: dict) -> list[str]:
                      " / ".join(_number(r.get(f"unseen_dice_{c}")) for c in classes),
                      "reference" if method == reference else _delta(cmp.get(method, {}).get("unseen_dice"))]
             if sim:
-                cells.append(_value(table[sim].get(method, {}), "unseen_dice"))
+                row = table[sim].get(method, {})
+                seeds = len(row.get("seeds", ()))  # a partial sim-to-real row says so (the main rows have 3)
+                cells.append(_value(row, "unseen_dice") + (f" ({seeds} seed{'s' * (seeds > 1)})" if 0 < seeds < 3 else ""))
             lines.append("| " + " | ".join(cells) + " |")
         targets, paper = real.get("target", {}), real.get("target_paper_vlsa", {})
         check = targets.get(main)
