@@ -74,7 +74,7 @@ def _verify(args) -> None:
         role = ("source or target" if d in tested else "source only (no test cases)") if d in sources \
             else "target only (no train cases)"
         print(f"{d:>16} can be: {role}")
-    for rule in ("label_rule", "roi_rule"):
+    for rule in ("label_rule", "roi_rule", "subject_rule"):
         if getattr(reader, rule, None):
             print(f"{rule.replace('_', ' ')}: {getattr(reader, rule)}")
     if hasattr(reader, "summary"):  # the release's own counts (patients, phases, frames)

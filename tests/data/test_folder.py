@@ -167,3 +167,19 @@ def test_numbered_images_of_one_counter_are_not_called_slices(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         verify(FolderReader(tmp_path), ["siteA"])
     assert not [r for r in caplog.records if "look like slices" in r.getMessage()]
+
+
+def test_verify_says_which_subject_key_splits_the_images(tmp_path, capsys):
+    """`vlsa verify` names the subject key in use (subjects.csv, subject_pattern, or none)."""
+    from vlsa.cli import main
+
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "plain").mkdir()
+    root = _slices(tmp_path / "csv")
+    (root / "subjects.csv").write_text("image,subject\n" + "\n".join(
+        f"pat{p}_{k},patient-{p}" for p in range(5) for k in range(10)) + "\n")
+    assert main(["verify", "--dataset", "folder", "--root", str(root)]) == 0
+    assert "subject rule: subjects.csv (5 subjects): a subject's images stay in one split" in capsys.readouterr().out
+    plain = _slices(tmp_path / "plain")
+    assert main(["verify", "--dataset", "folder", "--root", str(plain)]) == 0
+    assert "subject rule: none: each image is its own subject" in capsys.readouterr().out

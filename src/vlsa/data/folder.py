@@ -210,6 +210,16 @@ class FolderReader:
             return m.group(1) if self.subject_pattern.groups else m.group(0)
         return name
 
+    @property
+    def subject_rule(self) -> str:
+        """Where the subject keys come from (`vlsa verify` prints it): whole subjects are split."""
+        if self.subjects is not None:
+            return f"{SUBJECTS_CSV} ({len(set(self.subjects.values()))} subjects): a subject's images stay in one split"
+        if self.subject_pattern is not None:
+            return (f"classes.yaml subject_pattern {self.subject_pattern.pattern!r}: a subject's images stay in "
+                    "one split")
+        return "none: each image is its own subject (give subjects.csv or subject_pattern for slices of one patient)"
+
     def split_warnings(self, domains: list[str]) -> list[str]:
         """Without a subject key: one line per domain whose image names look like numbered slices of
         fewer subjects, which the per-image split would scatter over train and test."""
