@@ -309,7 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 class _LevelFormatter(logging.Formatter):
     """`vlsa: warning: ...` for warnings (as the commands' own printed warnings), `vlsa: ...` for the
     progress lines of --verbose: one prefix a user or a grep can rely on."""
@@ -317,6 +316,7 @@ class _LevelFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno < logging.WARNING else record.levelname.lower() + ": "
         return f"vlsa: {level}{record.getMessage()}"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()

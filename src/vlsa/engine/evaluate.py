@@ -215,8 +215,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     result["postprocess"] = pp
     # what these numbers were computed from: reused (protocols) only while both match a finished run
     result["run_state"], result["split_rule"] = run_state(run_dir), split_rule(reader, config)
-    if (note := unfinished(result)) is not None:  # also in metrics.md; a protocol never reuses these
-        print(f"vlsa: warning: {run_dir}: {note.replace('RUN', str(run_dir))}", file=sys.stderr)
+    if (note := unfinished(result, str(run_dir))) is not None:  # also in metrics.md; a protocol never reuses these
+        print(f"vlsa: warning: {run_dir}: {note}", file=sys.stderr)
     result["domains_postprocess_off"], result["domains_postprocess_on"] = {}, {}
     overlay_rows = {}
     from vlsa.engine.fundus_eval import FundusMeasures  # vCDR vs experts; whole photos with a locator

@@ -66,15 +66,16 @@ def console(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
-def unfinished(metrics: dict) -> str | None:
+def unfinished(metrics: dict, run: str = "RUN") -> str | None:
     """The line that says these metrics are of an unfinished run (training stopped before
-    train.steps, e.g. interrupted), naming the checkpoint scored; None for a finished run."""
+    train.steps, e.g. interrupted), naming the checkpoint scored and the command that finishes
+    `run` (metrics.md keeps "RUN": a run folder may be moved); None for a finished run."""
     state = metrics.get("run_state") or {}
     if state.get("finished", True):
         return None
     at = (state.get("checkpoint") or {}).get("step")
     return (f"training is unfinished (step {state.get('steps_done')} of {state.get('steps')}): these metrics are of "
-            f"the checkpoint of step {at}, not of the finished run; continue with `vlsa train --out RUN --resume`.")
+            f"the checkpoint of step {at}, not of the finished run; continue with `vlsa train --out {run} --resume`.")
 
 
 def annotation_notes(metrics: dict) -> list[str]:
