@@ -165,7 +165,10 @@ HEADLINE = {"fundus": ("fundus-scale", "fundus"), "cardiac": ("cardiac",)}
 # The README's tables leave VLSA's ablations (VLSA without a part) to docs/benchmarks.md, so they stay
 # short; every baseline stays (nnU-Net v2 w/o post-processing included, where it is the nnU-Net row).
 def in_readme(method: str, dataset: str = "") -> bool:
-    return method == PACKAGED.get(dataset) or not (method.startswith("VLSA") and ("w/o" in method or "text=" in method))
+    """Whether a row is in the README: the baselines, one VLSA row per backbone and the packaged
+    default; the ablations and a backbone's variants ("VLSA (medsam, decoder 64)") stay in docs/benchmarks.md."""
+    variant = method.startswith("VLSA") and ("w/o" in method or "text=" in method or "," in method)
+    return method == PACKAGED.get(dataset) or not variant
 
 
 def packaged_defaults() -> dict[str, str]:

@@ -41,7 +41,9 @@ from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ("fundus", "cardiac")
 DEFAULT = "VLSA"  # the packaged default (cnn backbone)
-CANDIDATES = (DEFAULT, "VLSA (medsam)", "VLSA (hybrid)", "VLSA w/o EM", "VLSA w/o text guidance", "VLSA text=none")
+CANDIDATES = (DEFAULT, "VLSA (medsam)", "VLSA (hybrid)", "VLSA w/o EM", "VLSA w/o text guidance", "VLSA text=none",
+              # added in session 14, before they ran: why the frozen LiteMedSAM encoder loses (dg_real.py)
+              "VLSA (medsam, decoder 64)", "VLSA (medsam, 16 views)")
 assert all(c in dg_real.METHODS for c in CANDIDATES)
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -127,7 +129,7 @@ def report(results: dict, skipped: list[str], prov: dict, seeds) -> str:
             lines.append(f"| {name} | {len(by_seed)} ({', '.join(by_seed)}) | {_pm(by_seed, 'source_val')} | "
                          f"{_pm(by_seed, 'shifted')} | {_delta(results, setting, name)} | "
                          f"{_pm(by_seed, 'source_test')} | {_pm(by_seed, 'unseen', '{:.3f}')} |")
-        absent = [n for n in CANDIDATES if n not in by_name]
+        absent = [n for n in CANDIDATES if n not in by_name and dg_real.runs_in(setting, n)]
         if absent:
             lines += ["", f"No finished unit in this setting (not a row of dg_real's {setting} table yet, or "
                           f"skipped below): {', '.join(absent)}."]

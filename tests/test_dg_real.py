@@ -98,3 +98,24 @@ def test_report_only_elsewhere_reads_the_committed_records(tmp_path, monkeypatch
     monkeypatch.setattr(dg_real, "COMMITTED", committed)
     units = dg_real.collect(tmp_path / "no-runs", tmp_path / "elsewhere" / "dg_real_units")
     assert set(units[("cardiac", row)]) == {0}
+
+
+def test_a_diagnostic_row_is_listed_and_collected_only_in_the_settings_it_names(tmp_path, monkeypatch):
+    name = "VLSA + RandConv"
+    (only,) = dg_real.ONLY_IN[name]
+    other = next(s for s in dg_real.SETTINGS if s != only)
+    monkeypatch.setattr(dg_real, "COMMITTED", tmp_path / "none")
+    assert name in dg_real.not_run(only, {}) and name not in dg_real.not_run(other, {})
+    # its overrides switch RandConv on, on top of the setting's own VLSA
+    assert "data.augment.randconv=true" in dg_real.METHODS[name]
+    # a stray folder of it under another setting is not read into that setting's table
+    rec = {"runs": {}}
+    for setting in (only, other):
+        folder = tmp_path / "runs" / setting / dg_real.dg_table.slug(name) / "s0"
+        folder.mkdir(parents=True)
+        (folder / "protocol.json").write_text(dg_real.json.dumps(rec))
+    units = dg_real.collect(tmp_path / "runs", tmp_path / "records")
+    assert (only, name) in units and (other, name) not in units
+    md = "\n".join(dg_real.setting_markdown(other, {}))
+    assert name not in md and "Diagnostic rows" not in md
+    assert "not candidates for the default" in "\n".join(dg_real.setting_markdown(only, {}))

@@ -134,3 +134,15 @@ def test_readme_stays_within_200_lines_with_every_real_method_run(tmp_path):
     lines = (root / "README.md").read_text().splitlines()
     assert len(lines) <= 200, f"README.md would have {len(lines)} lines with the full real-data table"
     assert sum(line.startswith("| VLSA (medsam) |") for line in lines) == 2  # a row in both dataset tables
+
+
+def test_the_readme_keeps_one_row_per_backbone_and_leaves_variants_and_ablations_to_the_docs():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import readme_results
+
+    assert readme_results.in_readme("VLSA (medsam)") and readme_results.in_readme("ERM U-Net + RandConv")
+    assert not readme_results.in_readme("VLSA (medsam, decoder 64)")
+    assert not readme_results.in_readme("VLSA w/o EM")
+    packaged = next(iter(readme_results.PACKAGED.items()), None)
+    if packaged:  # the packaged default is shown even when it is an ablation's name
+        assert readme_results.in_readme(packaged[1], packaged[0])
