@@ -166,8 +166,9 @@ HEADLINE = {"fundus": ("fundus-scale", "fundus"), "cardiac": ("cardiac",)}
 # short; every baseline stays (nnU-Net v2 w/o post-processing included, where it is the nnU-Net row).
 def in_readme(method: str, dataset: str = "") -> bool:
     """Whether a row is in the README: the baselines, one VLSA row per backbone and the packaged
-    default; the ablations and a backbone's variants ("VLSA (medsam, decoder 64)") stay in docs/benchmarks.md."""
-    variant = method.startswith("VLSA") and ("w/o" in method or "text=" in method or "," in method)
+    default; the ablations, a backbone's variants ("VLSA (medsam, decoder 64)") and diagnostic rows
+    ("VLSA + RandConv") stay in docs/benchmarks.md."""
+    variant = method.startswith("VLSA") and any(mark in method for mark in ("w/o", "text=", ",", " + "))
     return method == PACKAGED.get(dataset) or not variant
 
 
