@@ -43,14 +43,14 @@ UNIT_STEPS = 600  # dg_real's budget per unit
 
 def measure(size: int, batch: int, steps: int, modes: list[str]) -> list[dict]:
     rows = []
-    for mode, overrides in ((m, MODES[m]) for m in modes):
+    for mode in modes:
         cache.clear()
-        cfg = build_config({}, ["model.name=vlsa", "model.backbone.name=medsam", f"data.image_size={size}", *overrides])
+        cfg = build_config({}, ["model.name=vlsa", "model.backbone.name=medsam", f"data.image_size={size}", *MODES[mode]])
         model = build_model(cfg, FUNDUS)
         # the cached mode's warm-up fills the cache, so its timed steps are the cache hits training gets
         step_s, _ = time_train_step(model, size, batch, torch.device("cpu"), False, steps, "time")
-        rows.append({"size": size, "batch": batch, "mode": mode, "load_average": os.getloadavg()[0], "trainable_params": trainable(model), "step_s": step_s,
-                     "unit_hours": step_s * UNIT_STEPS / 3600})
+        rows.append({"size": size, "batch": batch, "mode": mode, "load_average": os.getloadavg()[0],
+                     "trainable_params": trainable(model), "step_s": step_s, "unit_hours": step_s * UNIT_STEPS / 3600})
         print(rows[-1], flush=True)
     return rows
 
