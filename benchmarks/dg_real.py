@@ -110,6 +110,11 @@ METHODS |= DIAGNOSTIC
 # rows run only in the settings named (every other row: in every setting)
 ONLY_IN = {"VLSA + RandConv": ("fundus-sim",), "VLSA (medsam, decoder 64)": ("fundus", "cardiac"),
            "VLSA (medsam, 16 views)": ("fundus",)}
+# what each row is, recorded in dg_real.json so a reader (readme_results.py) need not parse names:
+# a baseline, VLSA on one backbone, an ablation (VLSA without one part), a variant of one backbone
+# (the why-candidates above), or a diagnostic row
+ABLATIONS = ("VLSA w/o EM", "VLSA w/o text guidance", "VLSA text=none", "VLSA w/o post-processing")
+VARIANTS = ("VLSA (medsam, decoder 64)", "VLSA (medsam, 16 views)")
 NNUNET_BUDGET = nnunet_row.Budget()
 DERIVED = dg_table.DERIVED
 REFERENCE = dg_table.REFERENCE
@@ -131,6 +136,19 @@ def not_run(setting: str, methods: dict) -> dict[str, str]:
     generic = "not run in this setting yet: `python benchmarks/dg_real.py --settings SETTING --methods '{}'`"
     return {m: NOT_RUN.get(m, generic.format(m)).replace("SETTING", setting) for m in METHODS
             if m not in methods and runs_in(setting, m)}
+
+
+def row_kind(method: str) -> str:
+    """'baseline', 'vlsa' (one backbone), 'ablation', 'variant' or 'diagnostic' for a row of METHODS
+    or DERIVED. Raises KeyError for a name that is neither."""
+    if method in BASELINES or (method in DERIVED and DERIVED[method][0] in BASELINES):
+        return "baseline"
+    for kind, names in (("ablation", ABLATIONS), ("variant", VARIANTS), ("diagnostic", DIAGNOSTIC)):
+        if method in names:
+            return kind
+    if method in METHODS:
+        return "vlsa"
+    raise KeyError(f"{method!r}: not a row of dg_real.py")
 
 
 def runs_in(setting: str, method: str) -> bool:
@@ -385,7 +403,9 @@ def write_results(out: Path, runs: Path, prov: dict) -> dict:
         raise VlsaError(f"{runs}: no finished units, and no matching records in {records}")
     table = summarise(units)
     budgets = {s: dg_table.budget_of(unit_config(s, "VLSA", 0)) for s in table}
+    kinds = {m: row_kind(m) for m in dict.fromkeys(m for methods in table.values() for m in methods)}
     write_json(out / "dg_real.json", {"provenance": prov, "budgets": budgets, "table": table, "reference": REFERENCE,
+                                      "kinds": kinds,
                                       "target": target_check(table), "target_paper_vlsa": target_check(table, {}),
                                       # rows with no unit in any setting (a setting without one says so in its table)
                                       "not_run": {m: why for m, why in NOT_RUN.items()

@@ -164,12 +164,15 @@ DATASET_OF = {"fundus": "fundus", "fundus-scale": "fundus", "fundus-sim": "fundu
 HEADLINE = {"fundus": ("fundus-scale", "fundus"), "cardiac": ("cardiac",)}
 # The README's tables leave VLSA's ablations (VLSA without a part) to docs/benchmarks.md, so they stay
 # short; every baseline stays (nnU-Net v2 w/o post-processing included, where it is the nnU-Net row).
-def in_readme(method: str, dataset: str = "") -> bool:
+def in_readme(method: str, dataset: str = "", kind: str | None = None) -> bool:
     """Whether a row is in the README: the baselines, one VLSA row per backbone and the packaged
     default; the ablations, a backbone's variants ("VLSA (medsam, decoder 64)") and diagnostic rows
-    ("VLSA + RandConv") stay in docs/benchmarks.md."""
-    variant = method.startswith("VLSA") and any(mark in method for mark in ("w/o", "text=", ",", " + "))
-    return method == PACKAGED.get(dataset) or not variant
+    ("VLSA + RandConv") stay in docs/benchmarks.md. `kind`: the row's kind as dg_real.json records
+    it (dg_real.row_kind); without one (dg_table's synthetic rows) it is read from the name."""
+    if kind is None:
+        variant = method.startswith("VLSA") and any(mark in method for mark in ("w/o", "text=", ",", " + "))
+        kind = "ablation" if variant else "vlsa"
+    return method == PACKAGED.get(dataset) or kind in ("baseline", "vlsa")
 
 
 def packaged_defaults() -> dict[str, str]:
@@ -275,7 +278,8 @@ def real_compact(real: dict) -> list[str]:
         if sim:
             header.append(f"{titles.get(sim, sim)}: real Dice")
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for method, r in ((m, r) for m, r in methods.items() if in_readme(m, dataset)):
+        kinds = real.get("kinds", {})
+        for method, r in ((m, r) for m, r in methods.items() if in_readme(m, dataset, kinds.get(m))):
             cells = [f"{method} (the packaged default)" if PACKAGED.get(dataset) == method else method, str(len(r["seeds"])), _value(r, "source_dice"), f"**{_value(r, 'unseen_dice')}**",
                      " / ".join(_number(r.get(f"unseen_dice_{c}")) for c in classes),
                      "reference" if method == reference else _delta(cmp.get(method, {}).get("unseen_dice"))]

@@ -63,22 +63,32 @@ def read_unit(unit: Path) -> tuple[dict | None, str]:
             "source_test": row["source_dice"], "unseen": row["unseen_dice"]}, ""
 
 
-def collect(runs: Path, settings, seeds) -> tuple[dict, list[str]]:
-    """setting -> candidate -> "s<seed>" -> entry; and the skipped units, one line each."""
-    results: dict = {}
-    skipped = []
-    for setting in settings:
-        for name in CANDIDATES:
+def read_units(runs: Path, plan: dict, seeds, read, skipped: list[str], absent: bool = False):
+    """Yield (setting, row, seed, entry) for each unit of `plan` ({setting: rows}) and seed that
+    `read` (unit folder -> (entry, "") or (None, why)) reads; the others are appended to `skipped`,
+    one line each (a unit never started only when `absent`)."""
+    for setting, names in plan.items():
+        for name in names:
             for seed in seeds:
                 unit = runs / setting / slug(name) / f"s{seed}"
                 if not unit.is_dir():
+                    if absent:
+                        skipped.append(f"{setting} | {name} | seed {seed}: not run")
                     continue
                 print(f"== {setting} | {name} | seed {seed}", flush=True)
-                entry, why = read_unit(unit)
+                entry, why = read(unit)
                 if entry is None:
                     skipped.append(f"{setting} | {name} | seed {seed}: {why}")
                     continue
-                results.setdefault(setting, {}).setdefault(name, {})[f"s{seed}"] = entry
+                yield setting, name, seed, entry
+
+
+def collect(runs: Path, settings, seeds) -> tuple[dict, list[str]]:
+    """setting -> candidate -> "s<seed>" -> entry; and the skipped units, one line each."""
+    results: dict = {}
+    skipped: list[str] = []
+    for setting, name, seed, entry in read_units(runs, {s: CANDIDATES for s in settings}, seeds, read_unit, skipped):
+        results.setdefault(setting, {}).setdefault(name, {})[f"s{seed}"] = entry
     return results, skipped
 
 
@@ -145,9 +155,11 @@ def report(results: dict, skipped: list[str], prov: dict, seeds) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+def unit_reader_args(doc: str, settings) -> argparse.Namespace:
+    """The command line of a script that reads dg_real's finished units back (this one, tta_real.py):
+    --settings, --seeds, --threads (set here), --report-only, --runs, --out."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", nargs="+", default=list(settings), choices=list(settings))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the recorded JSON")
@@ -156,6 +168,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    return args
+
+
+def main() -> None:
+    args = unit_reader_args(__doc__, SETTINGS)
     out = Path(args.out)
     # the frozen-backbone features on disk that dg_real's units wrote (and the corrupted images' ones)
     os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(ROOT / "benchmarks" / "runs" / "feature_cache"))

@@ -95,17 +95,19 @@ def corrupt(images: torch.Tensor, transform) -> torch.Tensor:
     return torch.stack(out).to(images.dtype)
 
 
-def shifted_val(run_dir: str | Path) -> dict:
+def shifted_val(run_dir: str | Path, tta: str = "off") -> dict:
     """-> {"clean": Dice, "corrupted": mean Dice over the corruptions, "per_corruption": {...}} of
-    the run's selected (best) checkpoint on its own source-validation split. Cached in
-    <run_dir>/source_shift.json (keyed by the checkpoint's config digest and SEED)."""
+    the run's selected (best) checkpoint on its own source-validation split, predicted with test-time
+    augmentation `tta` (off, flip: `vlsa.engine.inference.model_logits`). Cached in
+    <run_dir>/source_shift.json (source_shift_tta-<tta>.json for another than off), keyed by the
+    checkpoint's config digest and SEED."""
     from vlsa.config import load_config
     from vlsa.engine.data import encoder_size, prepare, source_validation
     from vlsa.engine.evaluate import load_run
     from vlsa.engine.inference import predict_prepared, score
 
     run_dir = Path(run_dir)
-    cache = run_dir / "source_shift.json"
+    cache = run_dir / ("source_shift.json" if tta == "off" else f"source_shift_tta-{tta}.json")
     key = f"{load_config(run_dir / 'config.yaml').digest()}-{SEED}"
     if cache.is_file():  # a hit needs only the config, not the checkpoint
         saved = json.loads(cache.read_text())
@@ -137,7 +139,7 @@ def shifted_val(run_dir: str | Path) -> dict:
 
     def dice(images: torch.Tensor) -> float:
         val.images = images
-        native, _ = predict_prepared(model, val, config.eval.batch_size, "cpu")
+        native, _ = predict_prepared(model, val, config.eval.batch_size, "cpu", tta=tta)
         return float(score(val, native, spec, distances=False).aggregate()["dice"]["mean"])
 
     per = {name: dice(at_encoder_size(corrupt(base, t))) for name, t in corruptions().items()}

@@ -119,3 +119,13 @@ def test_a_diagnostic_row_is_listed_and_collected_only_in_the_settings_it_names(
     md = "\n".join(dg_real.setting_markdown(other, {}))
     assert name not in md and "Diagnostic rows" not in md
     assert "not candidates for the default" in "\n".join(dg_real.setting_markdown(only, {}))
+
+
+def test_every_row_has_a_kind_and_a_derived_row_takes_its_parents():
+    kinds = {m: dg_real.row_kind(m) for m in [*dg_real.METHODS, *dg_real.DERIVED]}
+    assert set(kinds.values()) <= {"baseline", "vlsa", "ablation", "variant", "diagnostic"}
+    assert kinds["nnU-Net v2"] == kinds["nnU-Net v2 w/o post-processing"] == "baseline"
+    assert kinds["VLSA w/o post-processing"] == "ablation" and kinds["VLSA + RandConv"] == "diagnostic"
+    assert kinds["VLSA (medsam)"] == "vlsa" and kinds["VLSA (medsam, 16 views)"] == "variant"
+    with pytest.raises(KeyError, match="not a row"):
+        dg_real.row_kind("VLSA (clip)")

@@ -12,6 +12,8 @@ from vlsa import __version__
 from vlsa.data.domains import DATASETS
 from vlsa.errors import Interrupted, VlsaError
 
+TTA_HELP = ("test-time augmentation: off, or flip (mean class probabilities of each image and its left-right "
+            "mirror; twice the inference time). Default: the run's eval.tta")
 THREADS_HELP = ("torch CPU threads for this command (default: train.threads, else $OMP_NUM_THREADS, else on "
                 "--resume the run's own count, else the cores other processes leave free; see docs/engine.md)")
 EPILOG = "Errors in the input are reported as one line naming the file or key, with exit status 2."
@@ -128,7 +130,7 @@ def _evaluate(args) -> None:
     use_threads()
 
     result = evaluate_run(args.run, data=args.data, domains=args.domains, device=args.device, split=args.split,
-                          dataset=args.dataset)
+                          dataset=args.dataset, tta=args.tta)
     if args.report:
         from vlsa.report.html import write_report
 
@@ -142,7 +144,8 @@ def _predict(args) -> None:
     use_threads()
 
     written = predict_paths(args.run, args.input, args.output, overlay=args.overlay, device=args.device,
-                            values=args.values, postprocess=args.postprocess, fmt=args.format, series_uid=args.series)
+                            values=args.values, postprocess=args.postprocess, fmt=args.format, series_uid=args.series,
+                            tta=args.tta)
     what = "class indices 0, 1, .." if args.values == "index" else "the dataset's own mask values"
     print(f"wrote {len(written)} prediction(s) to {args.output} (pixel values: {what})")
 
@@ -250,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test (default): each domain's test split; all: every image of the target domains")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="cpu (default), cuda, or auto (cuda when present)")
+    p.add_argument("--tta", choices=["off", "flip"], default=None,
+                   help=TTA_HELP + "; another than the run's writes metrics_tta-<tta>.json, never metrics.json")
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_evaluate)
@@ -278,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--postprocess", default="recorded", choices=["recorded", "on", "off"],
                    help="recorded (default): the run's post-processing decision (postprocess.json, made at the "
                         "end of training), as evaluation scored it; on/off: override it")
+    p.add_argument("--tta", choices=["off", "flip"], default=None, help=TTA_HELP)
     p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_predict)
 

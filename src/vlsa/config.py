@@ -23,6 +23,7 @@ DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency")
                                               ("data", "agreement"): 2, ("data", "roi_scale"): 2.5,
                                               ("data", "target_datasets"): {},
                                               ("train", "mode"): "segmentation", ("eval", "lv_slice_ring"): 0.0,
+                                              ("eval", "tta"): "off",
                                               ("train", "locator"): {"enabled": False, "size": 128, "steps": 800}}
 
 
@@ -269,6 +270,10 @@ class EvalConfig(Strict):
         # YAML reads bare on/off as booleans
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     batch_size: int = Field(16, ge=1)
+    tta: Literal["off", "flip"] = Field(
+        "off", description="test-time augmentation: flip averages the class probabilities of each image and its "
+                           "left-right mirror (the flip training augments with; nnU-Net mirrors at test time by "
+                           "default); twice the inference cost. Post-processing keeps the run's decision")
     lv_slice_ring: float = Field(
         0.0, ge=0.0, le=1.0,
         description="cardiac volumetry: predicted LV on the end slices (base, apex) whose LV border touches the "

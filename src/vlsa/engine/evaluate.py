@@ -93,10 +93,12 @@ def case_scores(scores) -> dict:
     return out
 
 
-def results_name(domains: list[str] | None, full: list[str], data_is_other: bool, data, split: str) -> str:
+def results_name(domains: list[str] | None, full: list[str], data_is_other: bool, data, split: str,
+                 tta: str | None = None) -> str:
     """'metrics' for the run's full evaluation; 'metrics_<what>' for anything else, so a subset,
-    another dataset or another split never replaces the results protocols and reports read."""
-    parts = []
+    another dataset, another split or another test-time augmentation (`tta`, when not the run's)
+    never replaces the results protocols and reports read."""
+    parts = [f"tta-{tta}"] if tta is not None else []
     if data_is_other:
         parts.append(f"data-{Path(data).resolve().name}")
     if domains is not None and list(domains) != list(full):
@@ -177,18 +179,27 @@ def evaluation_plan(run_dir: Path, config, spec, data, dataset: str | None = Non
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: list[str] | None = None,
-                 device: str = "cpu", quiet: bool = False, split: str = "test", dataset: str | None = None) -> dict:
+                 device: str = "cpu", quiet: bool = False, split: str = "test", dataset: str | None = None,
+                 tta: str | None = None) -> dict:
     """Score a run per domain. The full evaluation (every domain of the run's dataset and of its
     target datasets, test split, the run's data) writes metrics.json/.csv/.md; a subset, `--data`
     elsewhere or `split='all'` writes metrics_<what>.* beside it. `split='all'` scores every image
     of the target domains (they were never trained on); a target dataset's domains are scored on its
     entry's `split` (test, or all its labelled images). Each domain records the `units` of its
     distances (mm where every case's spacing is known, else px).
-    Raises VlsaError for unknown domains or data whose classes differ from the run's."""
+    `tta` ("off" or "flip", `vlsa.engine.inference.model_logits`): the test-time augmentation when it
+    is not the run's eval.tta (the results then go to metrics_tta-<tta>.*; post-processing keeps the
+    run's decision, made with the run's own).
+    Raises VlsaError for unknown domains, an unknown `tta` or data whose classes differ from the run's."""
     run_dir = Path(run_dir)
     config, spec, model = load_run(run_dir, device=device)
     if split not in ("test", "all"):
         raise VlsaError(f"--split {split!r}: choose test or all")
+    from vlsa.engine.inference import TTA
+
+    if tta is not None and tta not in TTA:
+        raise VlsaError(f"--tta {tta!r}: choose one of {', '.join(TTA)}")
+    other_tta = tta if tta is not None and tta != config.eval.tta else None
     found = evaluation_plan(run_dir, config, spec, data, dataset)
     plan, full, external, reader = found.entries, found.full, found.external, found.reader
     sources = list(config.data.source)
@@ -199,7 +210,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     if split == "all" and seen_sources:
         raise VlsaError(f"--split all scores every image, including the training images of sources "
                         f"{seen_sources}; choose target domains only")
-    name = results_name(domains, full if split == "test" else targets, found.data_is_other, data, split)
+    name = results_name(domains, full if split == "test" else targets, found.data_is_other, data, split, other_tta)
     result = {"dataset": config.data.dataset, "source": sources, "units": "mm" if spec.volumetric else "px",
               "unit_of_evaluation": "volume" if spec.volumetric else "image", "split": split,
               "data": str(reader.root), "file": f"{name}.json", "scoring": SCORING_VERSION, "domains": {}}
@@ -211,8 +222,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     from vlsa.engine.runstate import check_no_training_cases, run_state, split_rule
 
     dev = resolve_device(device, "--device")  # once: load_run already accepted it
-    pp = decide(run_dir, config, spec, model, dev)
+    pp = decide(run_dir, config, spec, model, dev)  # with the run's eval.tta: the decision is the run's
     result["postprocess"] = pp
+    if other_tta is not None:
+        config.eval.tta = other_tta
+    result["tta"] = config.eval.tta
     # what these numbers were computed from: reused (protocols) only while both match a finished run
     result["run_state"], result["split_rule"] = run_state(run_dir), split_rule(reader, config)
     if (note := unfinished(result, str(run_dir))) is not None:  # also in metrics.md; a protocol never reuses these
@@ -230,7 +244,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
             check_no_training_cases(run_dir, entry.domain, samples)
         images = [s.image for s in samples]  # native images for the overlays (prepare drops its copies)
         prepared = prepare(samples, config, spec)
-        native, _ = predict_prepared(model, prepared, config.eval.batch_size, dev)
+        native, _ = predict_prepared(model, prepared, config.eval.batch_size, dev, tta=config.eval.tta)
         scored, flipped, maps, scores = domain_scores(entry, reader, prepared, native, spec, pp["applied"])
         result["domains"][key] = scored
         # both, so a table can show post-processing off (or on) from the same run

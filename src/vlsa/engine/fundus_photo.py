@@ -88,7 +88,8 @@ class PhotoSegmenter:
 
         cut = roi.crop(image, box)
         geom = geometry_for(False, cut.shape[-2:], self.config.data.image_size)
-        logits = model_logits(self.model, model_input(cut, geom, self.config)[None], 1, self.device, progress=False)
+        logits = model_logits(self.model, model_input(cut, geom, self.config)[None], 1, self.device, progress=False,
+                              tta=self.config.eval.tta)
         labels = to_original(logits[0], geom).argmax(0).numpy().astype(np.uint8)
         return postprocess(labels, self.spec)
 

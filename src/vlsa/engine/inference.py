@@ -15,12 +15,23 @@ from vlsa.metrics import DomainAccumulator
 SCORING_VERSION = 3
 
 
+TTA = ("off", "flip")
+
+
 @torch.no_grad()
-def model_logits(model, images: torch.Tensor, batch_size: int, device, progress: bool | None = None) -> torch.Tensor:
+def model_logits(model, images: torch.Tensor, batch_size: int, device, progress: bool | None = None,
+                 tta: str = "off") -> torch.Tensor:
     """N x C x S x S -> N x K x S x S logits (float32, on the CPU), in batches of `batch_size`, with a
-    progress bar (images/s) when `progress` (default: when there is more than one batch on a terminal)."""
+    progress bar (images/s) when `progress` (default: when there is more than one batch on a terminal).
+
+    tta "flip": the log of the mean class probabilities over each image and its left-right mirror
+    (mirrored back), so softmax of the result is that mean and argmax its most likely class; the
+    mirror is the flip training augments with (data.augment.flip, the last axis). Raises ValueError
+    for another `tta`."""
     from tqdm import tqdm
 
+    if tta not in TTA:
+        raise ValueError(f"eval.tta {tta!r}: choose one of {', '.join(TTA)}")
     was_training = model.training
     model.eval()
     out = []
@@ -28,16 +39,22 @@ def model_logits(model, images: torch.Tensor, batch_size: int, device, progress:
                disable=not progress if progress is not None else len(images) <= batch_size or None)
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device)
-        out.append(model(batch).float().cpu())
+        logits = model(batch).float()
+        if tta == "flip":
+            mirrored = model(batch.flip(-1)).float().flip(-1)
+            # mean of probabilities, not of logits: each view votes with its confidence, as nnU-Net averages
+            logits = torch.log(((logits.softmax(1) + mirrored.softmax(1)) / 2).clamp_min(1e-12))
+        out.append(logits.cpu())
         bar.update(len(batch))
     bar.close()
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def predict_prepared(model, prepared: Prepared, batch_size: int, device):
-    """-> (label maps on each sample's original annotation grid, model-size label maps N x S x S)."""
-    logits = model_logits(model, prepared.images, batch_size, device)
+def predict_prepared(model, prepared: Prepared, batch_size: int, device, tta: str = "off"):
+    """-> (label maps on each sample's original annotation grid, model-size label maps N x S x S);
+    `tta` as in `model_logits`."""
+    logits = model_logits(model, prepared.images, batch_size, device, tta=tta)
     native = [to_original(lg, geom, s.original_shape).argmax(0).numpy()
               for lg, geom, s in zip(logits, prepared.geometries, prepared.samples)]
     return native, logits.argmax(1)

@@ -55,7 +55,7 @@ def _decision(run_dir: Path, config, spec, model, device, val=None) -> dict:
         else:
             from vlsa.engine.inference import predict_prepared
 
-            native, _ = predict_prepared(model, val, config.eval.batch_size, device)
+            native, _ = predict_prepared(model, val, config.eval.batch_size, device, tta=config.eval.tta)
             decision |= choose(val, native, spec)
         decision["rule"] = RULE
     state = run_state(run_dir)

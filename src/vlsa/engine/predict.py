@@ -31,7 +31,7 @@ from vlsa.engine.geometry import geometry_for, to_original
 from vlsa.engine.inference import model_logits
 from vlsa.engine.runinfo import resolve_device
 from vlsa.engine.training_inputs import far_from_training
-from vlsa.errors import DataError
+from vlsa.errors import DataError, VlsaError
 from vlsa.report.overlay import draw_contours, grid, to_rgb
 
 
@@ -74,16 +74,23 @@ def check_no_overlap(inputs: list[str | Path], output: str | Path) -> None:
 
 
 class Predictor:
-    def __init__(self, run_dir: str | Path, device: str = "cpu", postprocess: str = "recorded"):
+    def __init__(self, run_dir: str | Path, device: str = "cpu", postprocess: str = "recorded", tta: str | None = None):
         """postprocess: 'recorded' (the run's decision, postprocess.json; VlsaError when there is
-        none and the data to make it is absent), 'on' or 'off'."""
+        none and the data to make it is absent), 'on' or 'off'. tta: 'off' or 'flip'
+        (`vlsa.engine.inference.model_logits`), default the run's eval.tta; VlsaError for another."""
         self.config, self.spec, self.model = load_run(run_dir, device=device)
+        from vlsa.engine.inference import TTA
+
+        if tta is not None and tta not in TTA:
+            raise VlsaError(f"--tta {tta!r}: choose one of {', '.join(TTA)}")
         self.device = resolve_device(device, "--device")  # "auto" -> cuda when present, as in training
         self.colour: set[Path] = set()  # inputs that were colour pictures (load_image_colour), for the warnings
         from vlsa.engine.postprocessing import recorded
 
         self.postprocess = recorded(run_dir, self.config, self.spec, self.model, self.device,
                                     choice=None if postprocess == "recorded" else postprocess)
+        if tta is not None:  # after the post-processing decision, which is the run's (made with its own)
+            self.config.eval.tta = tta
 
     def _labels(self, planes: list[np.ndarray], original: tuple[int, int] | None = None, volumes: int = 0):
         """C x H x W float planes -> (H x W label maps on each plane's own grid, H0 x W0 label maps
@@ -94,7 +101,7 @@ class Predictor:
         size, volumetric = self.config.data.image_size, self.spec.volumetric
         geoms = [geometry_for(volumetric, p.shape[-2:], size) for p in planes]
         batch = torch.stack([model_input(p, g, self.config) for p, g in zip(planes, geoms)])
-        logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device)
+        logits = model_logits(self.model, batch, self.config.eval.batch_size, self.device, tta=self.config.eval.tta)
         own = [to_original(lg, g).argmax(0).numpy().astype(np.uint8) for lg, g in zip(logits, geoms)]
         post = getattr(self, "postprocess", False)
         if post:
@@ -169,7 +176,7 @@ def run_mask_values(run_dir: str | Path, predictor: Predictor) -> tuple[int, ...
 
 def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool = False, device: str = "cpu",
                   quiet: bool = False, values: str = "index", postprocess: str = "recorded", fmt: str = "nifti",
-                  series_uid: str | None = None) -> list[Path]:
+                  series_uid: str | None = None, tta: str | None = None) -> list[Path]:
     """Write one label file per input into `output`. values='index': pixel = class index (0, 1, ..);
     values='dataset': the training dataset's own mask values (e.g. DoFE 255/128/0, classes.yaml's).
     DICOM series (folders or files) go through `vlsa.engine.predict_dicom` (NIfTI per phase, a SEG
@@ -185,7 +192,7 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     if fmt == "dicom-seg" and files:
         raise DataError(files[0], "--format dicom-seg needs DICOM input (a SEG references its source images); "
                                   "this is not a DICOM series")
-    predictor = Predictor(run_dir, device=device, postprocess=postprocess)
+    predictor = Predictor(run_dir, device=device, postprocess=postprocess, tta=tta)
     lut = np.arange(predictor.spec.num_classes, dtype=np.uint8)
     if values == "dataset":
         lut = np.asarray(run_mask_values(run_dir, predictor), dtype=np.uint8)

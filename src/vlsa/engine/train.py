@@ -307,7 +307,8 @@ class Trainer:
         val = float("nan")
         if self.main and len(self.data.val_set):
             val_set = self.data.val_set
-            native, _ = predict_prepared(self.evaluated, val_set, self.config.eval.batch_size, self.device)
+            native, _ = predict_prepared(self.evaluated, val_set, self.config.eval.batch_size, self.device,
+                                         tta=self.config.eval.tta)
             val = score(val_set, native, self.data.spec, distances=False).aggregate()["dice"]["mean"]
         return distributed.broadcast_float(val, self.info)
 
