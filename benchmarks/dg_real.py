@@ -197,6 +197,18 @@ def shared_record(records: Path, method: str, seed: int, key: str) -> dict | Non
     return None
 
 
+def recorded(records: Path, setting: str, method: str, seed: int) -> bool:
+    """Whether a unit is finished: its record (in `records`, then the committed ones) holds the key
+    this script would train now. A fresh checkout, whose benchmarks/runs/ is empty, resumes from the
+    committed records instead of training every unit again."""
+    key = unit_key(setting, method, seed)
+    for folder in dict.fromkeys(p.resolve() for p in (records, COMMITTED)):
+        path = folder / setting / dg_table.slug(method) / f"s{seed}.json"
+        if path.is_file() and json.loads(path.read_text()).get("key") == key:
+            return True
+    return False
+
+
 def slim(result: dict) -> dict:
     """dg_table's slim record plus the per-case scores of every domain (the paired units here)."""
     out = dg_table.slim(result)
@@ -304,8 +316,8 @@ def summarise(units: dict) -> dict:
         for seed, rec in sorted(by_seed.items()):
             rows[seed], cases = seed_row(rec, setting in REAL_TARGETS_ONLY)
             paired |= {f"s{seed}/{k}": v for k, v in cases.items()}
-            if rec.get("train_seconds"):
-                seconds.append(rec["train_seconds"])
+            if rec.get("train_seconds"):  # sim-to-real: per synthetic source run (older units trained all 4 fundus sites)
+                seconds.append(rec["train_seconds"] / (len(rec["runs"]) if setting in REAL_TARGETS_ONLY else 1))
         keys = next(iter(rows.values())).keys()
         table.setdefault(setting, {})[method] = {
             "seeds": sorted(by_seed), **{k: _mean(r[k] for r in rows.values()) for k in keys},
@@ -388,8 +400,10 @@ def markdown(table: dict, budgets: dict, prov: dict, png: str) -> str:
            "One real source per setting; **same-site** = the source dataset's own test split, **unseen** = the mean "
            "over the target sites' domains (a site's Dice: mean over the classes it annotates; Sunnybrook has no RV "
            "annotation). Sim-to-real (" + ", ".join(REAL_TARGETS_ONLY) + "): trained on the synthetic set's first "
-           "site (fundus Domain1, cardiac A; the nnU-Net row trains only that one), **unseen** = the real target "
-           "datasets only, never the synthetic set's other sites. "
+           "site (fundus Domain1, cardiac A, the config's data.source, the one the nnU-Net row trains; units "
+           "recorded before session 16 trained every synthetic site, and only this one's run is scored), "
+           "**unseen** = the real target datasets only, never the synthetic set's other sites; train s/unit: per "
+           "synthetic source run. "
            "Mean ± sample std (ddof 1) over seeds. Budget per setting (every method the same): "
            + "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in b.items()) for s, b in budgets.items()) + ". "
            + f"{nnunet_row.ROW}: {NNUNET_BUDGET.describe()}; on the engine rows' model grid (data.image_size px: "
@@ -455,6 +469,9 @@ def main() -> None:
             for method in args.methods:
                 for setting in [s for s in args.settings if runs_in(s, method)]:
                     unit = runs / setting / dg_table.slug(method) / f"s{seed}"
+                    if not (unit / "protocol.json").is_file() and recorded(out / "dg_real_units", setting, method, seed):
+                        print(f"== {setting} | {method} | seed {seed}: recorded", flush=True)
+                        continue
                     with dg_table.claim(unit) as mine:
                         print(f"== {setting} | {method} | seed {seed}" + ("" if mine else ": busy"), flush=True)
                         if not mine or (unit / "protocol.json").is_file():
@@ -470,8 +487,9 @@ def main() -> None:
                             nnunet_row.run_configured(unit_config(setting, method, seed, args.threads), unit,
                                                       NNUNET_BUDGET, threads=args.threads or 1)
                         else:
-                            run_protocol(unit_config(setting, method, seed, args.threads), "single-source", unit,
-                                         quiet=True)
+                            config = unit_config(setting, method, seed, args.threads)
+                            run_protocol(config, "single-source", unit, quiet=True,
+                                         sources=config.data.source if setting in REAL_TARGETS_ONLY else None)
                         print(f"   {time.time() - t0:.0f} s", flush=True)
                     write_results(out, runs, prov)
     write_results(out, runs, prov)

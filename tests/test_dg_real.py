@@ -149,3 +149,28 @@ def test_sim_to_real_scores_the_real_targets_only_of_the_first_source_run():
     row, paired = dg_real.seed_row(rec)
     assert row["unseen_dice"] == pytest.approx((0.95 + 0.4) / 2) and set(paired) == {"Domain2/s1", "drishti/DrishtiGS1/r1"}
     assert set(dg_real.REAL_TARGETS_ONLY) == {s for s in dg_real.SETTINGS if s.endswith("-sim")}
+
+
+def test_a_fresh_checkout_skips_the_units_its_committed_records_hold(tmp_path, monkeypatch):
+    """benchmarks/runs/ is empty on a new machine: a unit recorded with this config's key counts as
+    finished, one recorded with another key (another budget, data or scoring) does not."""
+    method, committed = "ERM U-Net", tmp_path / "committed"
+    monkeypatch.setattr(dg_real, "COMMITTED", committed)
+    folder = committed / "cardiac-sim" / dg_real.dg_table.slug(method)
+    dg_real.write_json(folder / "s0.json", {"key": dg_real.unit_key("cardiac-sim", method, 0), "runs": {}})
+    dg_real.write_json(folder / "s1.json", {"key": "0" * 16, "runs": {}})
+    records = tmp_path / "out" / "dg_real_units"
+    assert dg_real.recorded(records, "cardiac-sim", method, 0)
+    assert not dg_real.recorded(records, "cardiac-sim", method, 1)
+    assert not dg_real.recorded(records, "cardiac-sim", method, 2)
+
+
+def test_sim_to_real_train_seconds_are_per_synthetic_source_run():
+    """Older sim-to-real units trained every synthetic site (4 runs), newer ones the first only: the
+    row's time is per run, so both kinds of unit report the same thing."""
+    run = record(0.8, {"p1": 0.7})["runs"]["ACDC"]
+    old = {"runs": {f"Domain{i}": run for i in range(1, 5)}, "train_seconds": 400.0}
+    new = {"runs": {"Domain1": run}, "train_seconds": 100.0}
+    table = dg_real.summarise({("fundus-sim", "VLSA"): {0: old, 1: new}, ("fundus", "VLSA"): {0: old}})
+    assert table["fundus-sim"]["VLSA"]["train_seconds"] == pytest.approx(100.0)
+    assert table["fundus"]["VLSA"]["train_seconds"] == pytest.approx(400.0)

@@ -102,3 +102,21 @@ def test_an_evaluated_interrupted_run_is_finished_not_read_back(fundus_root, tmp
     assert saved["run_state"] == state and result["postprocess"]["checkpoint"] == state["checkpoint"]
     assert run_one(cfg, run, quiet=True) == result  # a finished, current evaluation is read back
     assert "unfinished" not in (run / "metrics.md").read_text() and "unfinished" not in capsys.readouterr().err
+
+
+def test_single_source_protocol_can_train_the_chosen_sources_only(fundus_root, tmp_path):
+    """dg_real's sim-to-real rows score one synthetic site: the others are neither trained nor
+    scored; a source that is no domain, or sources with lodo, stop before any training."""
+    import pytest
+
+    from vlsa.errors import DataError
+
+    cfg = build_config({}, tiny_overrides(fundus_root, steps=2))
+    result = run_protocol(cfg, "single-source", tmp_path, quiet=True, sources=["Domain2"])
+    assert list(result["runs"]) == ["Domain2"] and list(result["table"]) == ["Domain2"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["Domain2"]
+    with pytest.raises(DataError, match="Domain9"):
+        run_protocol(cfg, "single-source", tmp_path / "none", quiet=True, sources=["Domain9"])
+    with pytest.raises(DataError, match="single-source only"):
+        run_protocol(cfg, "lodo", tmp_path / "lodo", quiet=True, sources=["Domain2"])
+    assert not (tmp_path / "none").exists() and not (tmp_path / "lodo").exists()

@@ -90,8 +90,15 @@ def protocol_runs(domains: list[str], trainable: list[str], mode: str, external:
     return runs
 
 
-def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False) -> dict:
-    out = Path(out)
+def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False,
+                 sources: list[str] | None = None) -> dict:
+    """Train and score every run of a DG protocol into `out`/<run name>/, then write
+    protocol.{json,md,csv} (the source -> target Dice table).
+
+    `sources` (single-source only): train just the runs from these domains, e.g. the one synthetic
+    site whose transfer to real data is scored (benchmarks/dg_real.py); None trains every source.
+    Raises DataError when `sources` names no trainable domain, or is given for lodo."""
+    out, only = Path(out), sources
     config = config.model_copy(deep=True)
     resolve_roots(config)  # as train saves them, so a rerun finds its runs made with the same config
     reader = open_configured(config)
@@ -99,7 +106,14 @@ def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False
     external = open_target_datasets(config, reader.spec)  # label spaces checked before any training
     columns = [*domains, *(k for t in external for k in t.keys())]
     runs = {}
-    for sources, targets in protocol_runs(domains, trainable_domains(reader, domains), mode, bool(external)):
+    plan = protocol_runs(domains, trainable_domains(reader, domains), mode, bool(external))
+    if only is not None:
+        if mode != "single-source":
+            raise DataError(None, f"{mode}: choosing the sources is for single-source only")
+        plan = [(s, t) for s, t in plan if s[0] in only]
+        if not plan:
+            raise DataError(None, f"single-source: none of {list(only)} is a trainable domain of {domains}")
+    for sources, targets in plan:
         cfg = config.model_copy(deep=True)
         cfg.data.source = sources
         cfg.data.targets = targets
