@@ -35,6 +35,16 @@ def tiny_overrides(root, dataset="fundus", source="Domain1", steps=6):
             "model.name=unet", "model.unet.channels=[8,16,32]", "eval.overlays=2", "train.device=cpu"]
 
 
+def train_tiny_run(fundus_root, tmp_path_factory, name: str):
+    """A finished tiny fundus run (tiny_overrides) in a fresh temporary folder: the run directory."""
+    from vlsa.config import build_config
+    from vlsa.engine.train import train
+
+    folder = tmp_path_factory.mktemp(name) / "fundus"
+    train(build_config({}, tiny_overrides(fundus_root)), folder, quiet=True)
+    return folder
+
+
 def realdata_root():
     """`../shared/realdata` beside the project root (or $VLSA_REALDATA): the real public sets, which
     are never copied into the repository. None when absent."""

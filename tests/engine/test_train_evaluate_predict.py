@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, train_tiny_run
 from vlsa.cli import main
 from vlsa.config import build_config
 from vlsa.engine.evaluate import evaluate_run
@@ -15,9 +15,7 @@ from vlsa.engine.train import learning_rate, train
 
 @pytest.fixture(scope="module")
 def fundus_run(fundus_root, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "fundus"
-    train(build_config({}, tiny_overrides(fundus_root)), run, quiet=True)
-    return run
+    return train_tiny_run(fundus_root, tmp_path_factory, "runs")
 
 
 def test_run_directory_contents(fundus_run):

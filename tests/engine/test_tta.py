@@ -8,12 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import tiny_overrides
+from tests.conftest import train_tiny_run
 from vlsa.cli import main
 from vlsa.config import Config, build_config, digest_tree
 from vlsa.engine.evaluate import evaluate_run
 from vlsa.engine.inference import model_logits
-from vlsa.engine.train import train
 from vlsa.errors import VlsaError
 
 
@@ -56,9 +55,7 @@ def test_off_keeps_every_earlier_config_digest_and_flip_changes_it():
 
 @pytest.fixture(scope="module")
 def run(fundus_root, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tta") / "fundus"
-    train(build_config({}, tiny_overrides(fundus_root)), folder, quiet=True)
-    return folder
+    return train_tiny_run(fundus_root, tmp_path_factory, "tta")
 
 
 def test_evaluate_with_another_tta_writes_beside_the_runs_metrics(run):
