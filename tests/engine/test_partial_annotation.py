@@ -95,7 +95,7 @@ def test_evaluate_reports_rv_not_annotated_in_json_md_and_csv(tmp_path, monkeypa
                                "model.name=unet", "eval.postprocess=off", "eval.overlays=1"])
     monkeypatch.setattr(ev, "load_run", lambda run_dir, device="cpu": (config, CARDIAC, None))
     monkeypatch.setattr(ev, "open_configured", lambda config, root=None: _NoRVReader(tmp_path))
-    monkeypatch.setattr(ev, "predict_prepared", lambda model, prepared, bs, dev: (_rv_everywhere(prepared.samples), None))
+    monkeypatch.setattr(ev, "predict_prepared", lambda model, prepared, bs, dev, tta="off": (_rv_everywhere(prepared.samples), None))
     run = tmp_path / "run"
     run.mkdir()
     from vlsa.config import save_config

@@ -15,7 +15,7 @@ from vlsa.config import build_config
 from vlsa.engine.train import train
 
 
-def two_blob_logits(model, images, batch_size, device, progress=None):
+def two_blob_logits(model, images, batch_size, device, progress=None, tta="off"):
     """N x 3 x S x S logits of a disc with a cup on the left and a second, smaller disc blob at the
     right edge: the blob anatomical post-processing removes (largest component)."""
     n, s = len(images), images.shape[-1]
