@@ -197,16 +197,25 @@ def shared_record(records: Path, method: str, seed: int, key: str) -> dict | Non
     return None
 
 
-def recorded(records: Path, setting: str, method: str, seed: int) -> bool:
-    """Whether a unit is finished: its record (in `records`, then the committed ones) holds the key
-    this script would train now. A fresh checkout, whose benchmarks/runs/ is empty, resumes from the
-    committed records instead of training every unit again."""
+def record_folders(records: Path) -> list[Path]:
+    """Where unit records are read from: `records`, then the committed ones."""
+    return list(dict.fromkeys(p.resolve() for p in (records, COMMITTED) if p.is_dir()))
+
+
+def record_of(folders: list[Path], setting: str, method: str, seed: int) -> dict | None:
+    """The first record of a unit in `folders` whose key is the one this script would train now."""
     key = unit_key(setting, method, seed)
-    for folder in dict.fromkeys(p.resolve() for p in (records, COMMITTED)):
+    for folder in folders:
         path = folder / setting / dg_table.slug(method) / f"s{seed}.json"
-        if path.is_file() and json.loads(path.read_text()).get("key") == key:
-            return True
-    return False
+        if path.is_file() and (rec := json.loads(path.read_text())).get("key") == key:
+            return rec
+    return None
+
+
+def recorded(records: Path, setting: str, method: str, seed: int) -> bool:
+    """Whether a unit is finished (`record_of`). A fresh checkout, whose benchmarks/runs/ is empty,
+    resumes from the committed records instead of training every unit again."""
+    return record_of(record_folders(records), setting, method, seed) is not None
 
 
 def slim(result: dict) -> dict:
@@ -244,7 +253,7 @@ def collect(runs: Path, records: Path) -> dict:
     """units[(setting, method)][seed] = slim result: the runs folder first, then records (in
     `records`, then the committed ones) whose key matches what this script would train now."""
     units: dict = {}
-    folders = list(dict.fromkeys(p.resolve() for p in (records, COMMITTED) if p.is_dir()))
+    folders = record_folders(records)
     for setting in SETTINGS:
         for method in [m for m in METHODS if runs_in(setting, m)]:
             folder = runs / setting / dg_table.slug(method)
@@ -254,12 +263,9 @@ def collect(runs: Path, records: Path) -> dict:
                        "train_seconds": wall_seconds(path.parent)}
                 write_json(records / setting / dg_table.slug(method) / f"s{seed}.json", rec)
                 units.setdefault((setting, method), {})[seed] = rec
-            for path in [p for f in folders for p in sorted((f / setting / dg_table.slug(method)).glob("s*.json"))]:
-                seed = int(path.stem[1:])
-                if seed in units.get((setting, method), {}):
-                    continue
-                rec = json.loads(path.read_text())
-                if rec.get("key") == unit_key(setting, method, seed):
+            seeds = {int(p.stem[1:]) for f in folders for p in (f / setting / dg_table.slug(method)).glob("s*.json")}
+            for seed in sorted(seeds - set(units.get((setting, method), {}))):
+                if (rec := record_of(folders, setting, method, seed)) is not None:
                     units.setdefault((setting, method), {})[seed] = rec
             if method == nnunet_row.ROW:  # a unit another setting ran with the same key
                 for seed in range(max([*units.get((setting, method), {}), 2]) + 1):

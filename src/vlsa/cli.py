@@ -12,6 +12,8 @@ from vlsa import __version__
 from vlsa.data.domains import DATASETS
 from vlsa.errors import Interrupted, VlsaError
 
+# vlsa.config.TTA_MODES, spelled here so that the CLI starts without importing the config (pydantic)
+TTA_CHOICES = ("off", "flip")
 TTA_HELP = ("test-time augmentation: off, or flip (mean class probabilities of each image and its left-right "
             "mirror; twice the inference time). Default: the run's eval.tta")
 THREADS_HELP = ("torch CPU threads for this command (default: train.threads, else $OMP_NUM_THREADS, else on "
@@ -253,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test (default): each domain's test split; all: every image of the target domains")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="cpu (default), cuda, or auto (cuda when present)")
-    p.add_argument("--tta", choices=["off", "flip"], default=None,
+    p.add_argument("--tta", choices=TTA_CHOICES, default=None,
                    help=TTA_HELP + "; another than the run's writes metrics_tta-<tta>.json, never metrics.json")
     p.add_argument("--report", action="store_true", help="also write report.html")
     p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
@@ -283,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--postprocess", default="recorded", choices=["recorded", "on", "off"],
                    help="recorded (default): the run's post-processing decision (postprocess.json, made at the "
                         "end of training), as evaluation scored it; on/off: override it")
-    p.add_argument("--tta", choices=["off", "flip"], default=None, help=TTA_HELP)
+    p.add_argument("--tta", choices=TTA_CHOICES, default=None, help=TTA_HELP)
     p.add_argument("--threads", type=_positive, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_predict)
 

@@ -18,6 +18,8 @@ from vlsa.errors import ConfigError
 # Keys added after runs, checkpoints and benchmark records were keyed by config digests, each with
 # the value that reproduces how training behaved before the key existed. At that value a key is
 # left out of every digest, so a switch that is off by default invalidates nothing made before it.
+# eval.tta: test-time augmentation (vlsa.engine.inference.model_logits)
+TTA_MODES = ("off", "flip")
 DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0,
                                               ("data", "augment", "gin_ipa"): False, ("data", "augment", "gin_ipa_p"): 1.0,
                                               ("data", "agreement"): 2, ("data", "roi_scale"): 2.5,
@@ -270,7 +272,7 @@ class EvalConfig(Strict):
         # YAML reads bare on/off as booleans
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     batch_size: int = Field(16, ge=1)
-    tta: Literal["off", "flip"] = Field(
+    tta: Literal[TTA_MODES] = Field(
         "off", description="test-time augmentation: flip averages the class probabilities of each image and its "
                            "left-right mirror (the flip training augments with; nnU-Net mirrors at test time by "
                            "default); twice the inference cost. Post-processing keeps the run's decision")

@@ -53,6 +53,13 @@ def test_off_keeps_every_earlier_config_digest_and_flip_changes_it():
     assert flipped.digest() != base.digest()
 
 
+def test_the_cli_offers_the_modes_the_config_accepts():
+    from vlsa.cli import TTA_CHOICES
+    from vlsa.config import TTA_MODES
+
+    assert TTA_CHOICES == TTA_MODES
+
+
 @pytest.fixture(scope="module")
 def run(fundus_root, tmp_path_factory):
     return train_tiny_run(fundus_root, tmp_path_factory, "tta")

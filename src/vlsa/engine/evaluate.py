@@ -195,10 +195,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, domains: l
     config, spec, model = load_run(run_dir, device=device)
     if split not in ("test", "all"):
         raise VlsaError(f"--split {split!r}: choose test or all")
-    from vlsa.engine.inference import TTA
+    from vlsa.engine.inference import check_tta
 
-    if tta is not None and tta not in TTA:
-        raise VlsaError(f"--tta {tta!r}: choose one of {', '.join(TTA)}")
+    tta = check_tta(tta)
     other_tta = tta if tta is not None and tta != config.eval.tta else None
     found = evaluation_plan(run_dir, config, spec, data, dataset)
     plan, full, external, reader = found.entries, found.full, found.external, found.reader

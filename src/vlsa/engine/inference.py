@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vlsa.config import TTA_MODES
 from vlsa.engine.data import Prepared
 from vlsa.engine.geometry import to_original
+from vlsa.errors import VlsaError
 from vlsa.metrics import DomainAccumulator
 
 # recorded in metrics.json; a protocol re-evaluates (not retrains) a run scored by an older version.
@@ -15,7 +17,12 @@ from vlsa.metrics import DomainAccumulator
 SCORING_VERSION = 3
 
 
-TTA = ("off", "flip")
+def check_tta(tta: str | None) -> str | None:
+    """A test-time augmentation asked for by a caller (None: the run's eval.tta) -> itself.
+    Raises VlsaError naming --tta for one not in TTA_MODES."""
+    if tta is not None and tta not in TTA_MODES:
+        raise VlsaError(f"--tta {tta!r}: choose one of {', '.join(TTA_MODES)}")
+    return tta
 
 
 @torch.no_grad()
@@ -30,8 +37,8 @@ def model_logits(model, images: torch.Tensor, batch_size: int, device, progress:
     for another `tta`."""
     from tqdm import tqdm
 
-    if tta not in TTA:
-        raise ValueError(f"eval.tta {tta!r}: choose one of {', '.join(TTA)}")
+    if tta not in TTA_MODES:
+        raise ValueError(f"eval.tta {tta!r}: choose one of {', '.join(TTA_MODES)}")
     was_training = model.training
     model.eval()
     out = []

@@ -28,10 +28,10 @@ from vlsa.data.resample import normalise_percentile, volume_planes
 from vlsa.engine.data import model_input
 from vlsa.engine.evaluate import load_run
 from vlsa.engine.geometry import geometry_for, to_original
-from vlsa.engine.inference import model_logits
+from vlsa.engine.inference import check_tta, model_logits
 from vlsa.engine.runinfo import resolve_device
 from vlsa.engine.training_inputs import far_from_training
-from vlsa.errors import DataError, VlsaError
+from vlsa.errors import DataError
 from vlsa.report.overlay import draw_contours, grid, to_rgb
 
 
@@ -79,10 +79,7 @@ class Predictor:
         none and the data to make it is absent), 'on' or 'off'. tta: 'off' or 'flip'
         (`vlsa.engine.inference.model_logits`), default the run's eval.tta; VlsaError for another."""
         self.config, self.spec, self.model = load_run(run_dir, device=device)
-        from vlsa.engine.inference import TTA
-
-        if tta is not None and tta not in TTA:
-            raise VlsaError(f"--tta {tta!r}: choose one of {', '.join(TTA)}")
+        check_tta(tta)
         self.device = resolve_device(device, "--device")  # "auto" -> cuda when present, as in training
         self.colour: set[Path] = set()  # inputs that were colour pictures (load_image_colour), for the warnings
         from vlsa.engine.postprocessing import recorded

@@ -98,7 +98,7 @@ def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False
     `sources` (single-source only): train just the runs from these domains, e.g. the one synthetic
     site whose transfer to real data is scored (benchmarks/dg_real.py); None trains every source.
     Raises DataError when `sources` names no trainable domain, or is given for lodo."""
-    out, only = Path(out), sources
+    out = Path(out)
     config = config.model_copy(deep=True)
     resolve_roots(config)  # as train saves them, so a rerun finds its runs made with the same config
     reader = open_configured(config)
@@ -107,17 +107,17 @@ def run_protocol(config: Config, mode: str, out: str | Path, quiet: bool = False
     columns = [*domains, *(k for t in external for k in t.keys())]
     runs = {}
     plan = protocol_runs(domains, trainable_domains(reader, domains), mode, bool(external))
-    if only is not None:
+    if sources is not None:
         if mode != "single-source":
             raise DataError(None, f"{mode}: choosing the sources is for single-source only")
-        plan = [(s, t) for s, t in plan if s[0] in only]
+        plan = [(s, t) for s, t in plan if s[0] in sources]
         if not plan:
-            raise DataError(None, f"single-source: none of {list(only)} is a trainable domain of {domains}")
-    for sources, targets in plan:
+            raise DataError(None, f"single-source: none of {list(sources)} is a trainable domain of {domains}")
+    for run_sources, targets in plan:
         cfg = config.model_copy(deep=True)
-        cfg.data.source = sources
+        cfg.data.source = run_sources
         cfg.data.targets = targets
-        name = run_name(sources, targets, mode)
+        name = run_name(run_sources, targets, mode)
         runs[name] = run_one(cfg, out / name, quiet=quiet)
     result = {"mode": mode, "dataset": config.data.dataset, "domains": columns, "model": model_label(config),
               "budget": budget(config), "runs": runs, "table": dice_matrix(runs, columns)}
