@@ -145,7 +145,7 @@ def slug(name: str) -> str:
 RUN_ONLY_KEYS = ("threads", "device", "log_every")
 # model sections a model never reads (vlsa.models.build_model): a U-Net row is the same unit whatever
 # VLSA's backbone or decoder in the dataset config, so they are hashed at their defaults
-UNREAD_MODEL_KEYS = {"unet": ("backbone", "em", "text", "decoder"), "vlsa": ("unet",)}
+UNREAD_MODEL_KEYS = {"unet": ("backbone", "em", "text", "decoder", "dsu"), "vlsa": ("unet",)}
 # set per run by the protocol (each source in turn, the others as targets): not part of the unit
 PROTOCOL_KEYS = ("source", "targets")
 # per-domain metrics a committed unit record keeps (what summarise, dg_stats and DERIVED read)
@@ -171,6 +171,7 @@ def unit_digest(config) -> str:
     tree["data"] = {k: v for k, v in tree["data"].items() if k not in PROTOCOL_KEYS}
     defaults = build_config().to_dict()["model"]
     tree["model"] |= {k: defaults[k] for k in UNREAD_MODEL_KEYS.get(tree["model"]["name"], ())}
+    tree = digest_tree(tree)  # an unread key put back at a digest-neutral default (model.dsu) is left out again
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 

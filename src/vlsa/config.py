@@ -18,14 +18,15 @@ from vlsa.errors import ConfigError
 # Keys added after runs, checkpoints and benchmark records were keyed by config digests, each with
 # the value that reproduces how training behaved before the key existed. At that value a key is
 # left out of every digest, so a switch that is off by default invalidates nothing made before it.
-# eval.tta: test-time augmentation (vlsa.engine.inference.model_logits)
+# eval.tta: test-time augmentation (vlsa.engine.inference.model_logits); model.dsu: feature-statistics
+# uncertainty in training (vlsa.models.feature_statistics)
 TTA_MODES = ("off", "flip")
 DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0,
                                               ("data", "augment", "gin_ipa"): False, ("data", "augment", "gin_ipa_p"): 1.0,
                                               ("data", "agreement"): 2, ("data", "roi_scale"): 2.5,
                                               ("data", "target_datasets"): {},
                                               ("train", "mode"): "segmentation", ("eval", "lv_slice_ring"): 0.0,
-                                              ("eval", "tta"): "off",
+                                              ("eval", "tta"): "off", ("model", "dsu"): 0.0,
                                               ("train", "locator"): {"enabled": False, "size": 128, "steps": 800}}
 
 
@@ -220,6 +221,11 @@ class ModelConfig(Strict):
     em: EMConfig = Field(default_factory=EMConfig)
     text: TextConfig = Field(default_factory=TextConfig)
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    dsu: float = Field(0.0, ge=0, le=1, description="training only: probability per image that every level of VLSA's "
+                                                    "decoder input pyramid gets its channel mean and std resampled "
+                                                    "around the batch spread (DSU, Li et al., ICLR 2022; "
+                                                    "vlsa.models.feature_statistics); 0 = off. Like backbone, em, text "
+                                                    "and decoder, the unet baseline does not read it")
 
 
 class LocatorConfig(Strict):

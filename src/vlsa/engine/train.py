@@ -274,14 +274,16 @@ class Trainer:
         lr = learning_rate(step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        # the step's generator reaches the model only for model.dsu, so runs without it call as before
+        dsu = {"generator": g} if self.config.model.dsu > 0 else {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda"):
             if self.cached:
                 feats, y = feature_batch(self.model, self.data.train_set, idx, aug, g, self.draws, self.info,
                                          self.device)
-                logits = self.net(None, features=feats, out_size=self.data.train_set.labels.shape[-2:])
+                logits = self.net(None, features=feats, out_size=self.data.train_set.labels.shape[-2:], **dsu)
             else:
                 x, y = image_batch(self.data.train_set, idx, aug, g, self.draws, self.info)
-                logits = self.net(x.to(self.device))
+                logits = self.net(x.to(self.device), **dsu)
         loss = self.objective(logits, y.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

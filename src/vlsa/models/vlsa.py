@@ -19,6 +19,7 @@ from vlsa.models.aggregation import EMAggregation
 from vlsa.models.backbones import build_backbone
 from vlsa.models.backbones.cache import cached_features
 from vlsa.models.decoder import TextGuidedDecoder
+from vlsa.models.feature_statistics import perturb_pyramid
 
 
 class VLSA(nn.Module):
@@ -48,6 +49,7 @@ class VLSA(nn.Module):
         self.decode_size = (image_size, image_size) if cfg.backbone.name in ("medsam", "hybrid") and image_size < 256 else None
         frozen = getattr(self.backbone, "frozen", False)
         self.cache_features = bool(frozen and cfg.backbone.cache)
+        self.dsu = cfg.dsu
 
     def class_text(self) -> torch.Tensor:
         """K x D class embeddings in the decoder's space."""
@@ -88,9 +90,14 @@ class VLSA(nn.Module):
         return {**out, "logits": logits, "features_before_em": before_em, "features_after_em": deepest,
                 "responsibilities": resp}
 
-    def forward(self, x: torch.Tensor | None, return_aux: bool = False, features=None, out_size=None):
+    def forward(self, x: torch.Tensor | None, return_aux: bool = False, features=None, out_size=None,
+                generator: torch.Generator | None = None):
         """Images B x C x H x W -> logits B x K x H x W; or, for cached backbone features,
-        `features` (the pyramid) and `out_size` (so DDP sees the call)."""
+        `features` (the pyramid) and `out_size` (so DDP sees the call). `generator`: the training
+        step's, for `model.dsu` (applied only in training mode and only when it is given)."""
         if features is None:
             features, out_size = self.features(x), self.decode_size or x.shape[-2:]
-        return self.decode(self._pyramid(features, out_size), out_size, return_aux)
+        pyramid = self._pyramid(features, out_size)
+        if self.training and self.dsu > 0 and generator is not None:
+            pyramid = perturb_pyramid(pyramid, self.dsu, generator)
+        return self.decode(pyramid, out_size, return_aux)
