@@ -41,3 +41,21 @@ def test_the_report_states_the_verdict_per_setting():
             "versions": {"python": "3", "torch": "2"}}
     md = select_real.report(results, ["cardiac | VLSA text=none | seed 0: unfinished"], prov, [0, 1])
     assert "Rule 2 (cardiac): **VLSA**." in md and "VLSA (medsam)" in md and "unfinished" in md
+
+
+def test_a_fresh_checkout_keeps_the_recorded_units_and_replaces_those_read_again():
+    saved = {"seeds": [0, 1, 2], "results": {"fundus": {"VLSA": _seeds(0.90, 0.70, seeds=("s0", "s1", "s2")),
+                                                        "VLSA (medsam)": _seeds(0.91, 0.60)}},
+             "skipped": ["fundus | VLSA (medsam) | seed 2: unfinished (no protocol.json)",
+                         "cardiac | VLSA | seed 0: unfinished (no protocol.json)"]}
+    now = {"fundus": {"VLSA (medsam)": _seeds(0.92, 0.65, seeds=("s1", "s2")), "VLSA (DSU)": _seeds(0.93, 0.75)}}
+    merged, skipped, seeds = select_real.merge_recorded(saved, now, ["fundus | VLSA (hybrid) | seed 0: no run"], [0, 1])
+    fundus = merged["fundus"]
+    assert set(fundus["VLSA"]) == {"s0", "s1", "s2"} and fundus["VLSA"]["s2"]["shifted"] == 0.70  # kept
+    assert fundus["VLSA (medsam)"]["s0"]["shifted"] == 0.60  # recorded, not read again: kept
+    assert fundus["VLSA (medsam)"]["s1"]["shifted"] == 0.65  # read again: replaced
+    assert set(fundus["VLSA (DSU)"]) == {"s0", "s1"}
+    # the recorded skip of a unit now read is dropped; the others stay, with this run's
+    assert skipped == ["cardiac | VLSA | seed 0: unfinished (no protocol.json)", "fundus | VLSA (hybrid) | seed 0: no run"]
+    assert seeds == [0, 1, 2]
+    assert saved["results"]["fundus"]["VLSA (medsam)"]["s1"]["shifted"] == 0.60  # the record itself is untouched
