@@ -15,6 +15,15 @@ def test_unknown_key_is_named():
         build_config({}, ["train.stpes=3"])
 
 
+def test_a_bad_key_from_vlsa_set_is_blamed_on_the_environment_variable(monkeypatch):
+    """The CLI reads $VLSA_SET before --set: an error names where the user gave the key."""
+    monkeypatch.setenv("VLSA_SET", "train.stepss=60 train.locator.steps=60")
+    with pytest.raises(ConfigError, match=r"^\$VLSA_SET train\.stepss: unknown config key 'train\.stepss'"):
+        build_config({}, ["train.stepss=60", "train.locator.steps=60"])
+    with pytest.raises(ConfigError, match=r"^--set train\.batch_size: config key 'train\.batch_size'"):
+        build_config({}, ["train.batch_size=many"])
+
+
 def test_wrong_type_is_named():
     with pytest.raises(ConfigError, match=r"config key 'train\.batch_size'.*'many'"):
         build_config({}, ["train.batch_size=many"])

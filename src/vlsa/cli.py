@@ -309,8 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_diagnose)
 
     p = sub.add_parser("demo", help="train and evaluate on synthetic fundus in minutes", epilog=EPILOG,
-                       description="Generate the synthetic fundus set if needed, train the baseline on one site, "
-                                   "evaluate on all four, print the table and write report.html.")
+                       description="Generate the synthetic fundus set if needed, train an ERM U-Net and VLSA "
+                                   "on one site, evaluate both on all four, print the table and write a report.html "
+                                   "per model.")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a demo config key")
     p.set_defaults(func=_demo)

@@ -399,7 +399,16 @@ def build_config(tree: dict | None = None, overrides: list[str] | None = None, o
         # a bad key or value that came from --set (or $VLSA_SET) is reported as such, not against the file
         bad = ".".join(str(p) for p in exc.errors()[0]["loc"])
         from_set = next((k for k, _ in pairs if bad == k or bad.startswith(k + ".") or k.startswith(bad + ".")), None)
-        raise ConfigError(_format_error(exc, f"--set {from_set}" if from_set else origin)) from None
+        raise ConfigError(_format_error(exc, _override_origin(from_set) if from_set else origin)) from None
+
+
+def _override_origin(key: str) -> str:
+    """How an error names an override: `$VLSA_SET KEY` when the environment variable holds it (the
+    CLI reads it before --set), else `--set KEY`, so the user looks where the key was given."""
+    import os
+
+    in_env = any(pair.split("=", 1)[0].strip() == key for pair in os.environ.get("VLSA_SET", "").split())
+    return f"$VLSA_SET {key}" if in_env else f"--set {key}"
 
 
 def packaged_configs() -> dict[str, Path]:

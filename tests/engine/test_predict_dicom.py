@@ -165,3 +165,21 @@ def test_cine_slice_ring_is_applied_before_ed_es_are_chosen():
     assert ringed.pred["lv_edv"] == pytest.approx((labels[0] == 1).sum() * voxel_ml)
     assert ringed.pred["lv_esv"] == pytest.approx((labels[2] == 1).sum() * voxel_ml)
     assert ringed.phases["lv_slice_ring"] == 0.9
+
+
+def test_no_indices_says_whether_the_model_or_the_slice_rule_removed_the_lv(caplog):
+    """An LV with no myocardium around it is predicted in every phase, but the slice-inclusion rule
+    drops it: the refusal names the rule, not "no LV predicted" (which a user reads as a blank model)."""
+    from vlsa.clinical import LV
+    from vlsa.engine.predict_dicom import cine_indices
+
+    labels = np.zeros((2, 3, 12, 12), np.int64)  # phases x slices x H x W
+    labels[:, :, 3:9, 3:9] = LV
+    with caplog.at_level(logging.WARNING):
+        kept = cine_indices("s1", labels, (8.0, 1.5, 1.5), lv_ring=0.0)
+        dropped = cine_indices("s2", labels, (8.0, 1.5, 1.5), lv_ring=0.8)
+        blank = cine_indices("s3", np.zeros_like(labels), (8.0, 1.5, 1.5), lv_ring=0.8)
+    assert not kept.refused.get("lv_ef")
+    assert "dropped from every slice by the slice-inclusion rule (eval.lv_slice_ring 0.8" in dropped.refused["lv_ef"]
+    assert blank.refused["lv_ef"] == "no LV predicted in any phase"
+    assert "slice-inclusion rule" in caplog.text

@@ -48,6 +48,19 @@ def test_a_volume_is_refused_before_anything_is_written(photo_run, tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
+def test_a_dicom_series_given_to_a_photo_run_is_an_error_not_zero_predictions(photo_run, tmp_path, capsys):
+    """The whole-photo pipeline reads photographs: a DICOM folder was a silent rc 0, "wrote 0 prediction(s)"."""
+    from tests.data.dicom_files import write_mr
+
+    series = tmp_path / "dicom"
+    for k in range(2):
+        write_mr(series / f"IM{k}.dcm", np.full((16, 16), 100 * k, np.uint16), position=(0.0, 0.0, 8.0 * k), number=k + 1)
+    assert main(["predict", "--run", str(photo_run), "--input", str(series), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "this run segments fundus photographs (PNG/JPEG/TIFF), not DICOM series" in err and str(series) in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_without_a_locator_predicts_as_before(photo_run, photo_release, tmp_path):
     root, _ = photo_release
     plain = tmp_path / "plain"
@@ -58,3 +71,15 @@ def test_a_run_without_a_locator_predicts_as_before(photo_run, photo_release, tm
     assert sorted(p.name for p in out.iterdir()) == [photo.name]
     assert np.asarray(Image.open(out / photo.name)).shape == SHAPE
 
+
+
+def test_a_disc_over_half_the_image_is_flagged_not_reported_silently():
+    """An undertrained run can "find" a disc that spans the whole retina: its vCDR is no measurement."""
+    from vlsa.engine.fundus_photo import implausible_discs
+
+    rows = [{"image": "a.jpg", "disc_area_px": 500}, {"image": "b.jpg", "disc_area_px": 7900},
+            {"image": "c.jpg", "disc_area_px": 6000}]
+    assert implausible_discs(rows[:1], [10_000]) is None
+    line = implausible_discs(rows, [10_000] * 3)
+    assert line.startswith("vlsa: warning: 2 of 3 image(s) (e.g. b.jpg; up to 79% in b.jpg)")
+    assert implausible_discs(rows, [20_000] * 3) is None  # the same discs in larger photos are plausible

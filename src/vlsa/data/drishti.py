@@ -116,7 +116,7 @@ def find_release_root(root: Path) -> Path:
         if any((candidate / folder).is_dir() for folder in SPLITS.values()):
             return candidate
     raise DataError(root, f"no Training/ or Test/ folder (expected the Drishti-GS1 layout "
-                          f"[{TOP_FOLDER}/]{{Training,Test}}/Images/drishtiGS_NNN.png + GT/)")
+                          f"[{TOP_FOLDER}/]{{Training,Test}}/Images/drishtiGS_NNN.jpg (or .png) + GT/)")
 
 
 class DrishtiReader:

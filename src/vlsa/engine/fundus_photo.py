@@ -24,6 +24,7 @@ ratios of one disc's and one cup's extents, which stray blobs would make meaning
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +156,25 @@ def measures_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+# A disc is ~5 % of a fundus photograph and at most ~35 % of a disc-centred crop (its diameter spans
+# 0.3-0.65 of the crop side across public sets): a predicted disc over half the image is no disc
+DISC_FRACTION_MAX = 0.5
+
+
+def implausible_discs(rows: list[dict], pixels: list[int]) -> str | None:
+    """One warning line when a predicted disc covers more than DISC_FRACTION_MAX of its image
+    (`rows` as `measures` gives them, with 'image'; `pixels`: each image's H * W), else None."""
+    frac = [r["disc_area_px"] / max(1, n) for r, n in zip(rows, pixels)]
+    bad = [(f, r["image"]) for f, r in zip(frac, rows) if f > DISC_FRACTION_MAX]
+    if not bad:
+        return None
+    worst = max(bad)
+    return (f"vlsa: warning: {len(bad)} of {len(rows)} image(s) (e.g. {bad[0][1]}; up to {worst[0]:.0%} in "
+            f"{worst[1]}): the predicted disc covers more than {DISC_FRACTION_MAX:.0%} of the image, which no fundus "
+            "photograph (disc ~5 %) or disc-centred crop shows; the run is undertrained or these are not fundus "
+            "images: check the overlays before using their vCDR")
+
+
 def batch_summary(rows: list[dict], where: Path) -> str:
     """One line: images, discs found, the vCDR median and range, where the CSV is."""
     vcdr = np.array([r["vcdr"] for r in rows], dtype=np.float64)
@@ -166,11 +186,13 @@ def batch_summary(rows: list[dict], where: Path) -> str:
 
 
 def predict_photos(run_dir, files: list[Path], output: str | Path, overlay: bool = False, device: str = "cpu",
-                   quiet: bool = False, lut: np.ndarray | None = None, loaded=None) -> list[Path]:
+                   quiet: bool = False, lut: np.ndarray | None = None, loaded=None,
+                   shown_as: str | Path | None = None) -> list[Path]:
     """`vlsa predict` for a run with a disc locator: per input a label PNG of the input's size and
     name (`lut` maps class indices to pixel values, identity by default), `<name>_overlay.png` with
     `overlay`, and measures.csv (one row per input, columns MEASURES) in `output`; `loaded` as for
-    `PhotoSegmenter`. Raises DataError
+    `PhotoSegmenter`; `shown_as`: the folder the summary line names (`predict_paths` writes into a
+    staging folder and moves the files there). Raises DataError
     for a volume (the pipeline reads photographs) before anything is written."""
     from tqdm import tqdm
 
@@ -184,7 +206,7 @@ def predict_photos(run_dir, files: list[Path], output: str | Path, overlay: bool
             raise DataError(path, "this run segments fundus photographs (PNG/JPEG/TIFF), not volumes")
     segmenter = PhotoSegmenter(run_dir, device=device, loaded=loaded)
     lut = np.arange(segmenter.spec.num_classes, dtype=np.uint8) if lut is None else lut
-    output, written, rows = Path(output), [], []
+    output, written, rows, pixels = Path(output), [], [], []
     for path in tqdm(files, desc="predict", unit="photo", disable=quiet):
         image = load_image(path, segmenter.spec.channels)
         result = segmenter.segment(image)
@@ -195,8 +217,11 @@ def predict_photos(run_dir, files: list[Path], output: str | Path, overlay: bool
             write_png(output / f"{stem(path)}_overlay.png", photo_overlay(image, result.labels, result.box, row,
                                                                           segmenter.spec))
         rows.append(row)
+        pixels.append(int(result.labels.shape[0] * result.labels.shape[1]))
         written.append(target)
     write_text(output / "measures.csv", measures_csv(rows))
     if not quiet:
-        print(batch_summary(rows, output / "measures.csv"))
+        print(batch_summary(rows, Path(shown_as or output) / "measures.csv"))
+        if (warning := implausible_discs(rows, pixels)) is not None:
+            print(warning, file=sys.stderr)
     return written

@@ -178,12 +178,27 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     values='dataset': the training dataset's own mask values (e.g. DoFE 255/128/0, classes.yaml's).
     DICOM series (folders or files) go through `vlsa.engine.predict_dicom` (NIfTI per phase, a SEG
     per phase with fmt='dicom-seg', clinical.csv). Raises DataError when `output` overlaps an input,
-    two inputs share an output name, or fmt='dicom-seg' is asked of non-DICOM input."""
+    two inputs share an output name, an input cannot be read, DICOM is given to a whole-photo (fundus
+    locator) run, or fmt='dicom-seg' is asked of non-DICOM input; then nothing is left in `output`
+    (files are written to a staging folder inside it and moved in only when every input is done).
+    Returns the files written, under `output`."""
+    from vlsa.utils.atomic import staged_folder
+
+    check_no_overlap(inputs, output)
+    output = Path(output)
+    with staged_folder(output) as stage:
+        written = _predict_into(run_dir, inputs, stage, output, overlay, device, quiet, values, postprocess, fmt,
+                                series_uid, tta)
+    return [output / p.relative_to(stage) for p in written]
+
+
+def _predict_into(run_dir, inputs, stage: Path, output: Path, overlay, device, quiet, values, postprocess, fmt,
+                  series_uid, tta) -> list[Path]:
+    """`predict_paths`'s work, every file written into `stage` (messages name `output`)."""
     from vlsa.data.io import read_nifti_header
     from vlsa.engine.clinical_indices import is_cardiac
     from vlsa.engine.predict_dicom import nifti_cine_indices, predict_dicom, split_inputs, write_clinical
 
-    check_no_overlap(inputs, output)
     dicom, inputs = split_inputs(inputs)
     files = collect_inputs(inputs) if inputs else []
     if fmt == "dicom-seg" and files:
@@ -198,8 +213,9 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
     from vlsa.engine.fundus_photo import has_locator, predict_photos
 
     if has_locator(run_dir):  # whole photos or crops of any scale: locate, ROI, segment, paste back, measure
-        return predict_photos(run_dir, files, output, overlay, device, quiet, lut, loaded=predictor)
-    output = Path(output)
+        if dicom:  # never a silent "wrote 0 prediction(s)"
+            raise DataError(dicom[0], "this run segments fundus photographs (PNG/JPEG/TIFF), not DICOM series")
+        return predict_photos(run_dir, files, stage, overlay, device, quiet, lut, loaded=predictor, shown_as=output)
     from vlsa.engine.compat import run_info
 
     training_inputs, far = run_info(run_dir).get("training_inputs"), []
@@ -218,30 +234,30 @@ def predict_paths(run_dir, inputs: list[str], output: str | Path, overlay: bool 
             header = read_nifti_header(path)  # quiet, with the spacing read_nifti used
             header.set_data_dtype(np.uint8)
             header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
-            target = output / f"{name}.nii.gz"
+            target = stage / f"{name}.nii.gz"
             write_nifti(target, lut[labels], affine, header=header)
             if overlay:
                 shown = [s for s in slices if s[1].any()][:8] or slices[:1]
                 tiles = [draw_contours(to_rgb(img), lab, predictor.spec) for img, lab in shown]
-                write_png(output / f"{name}_overlay.png", grid([tiles]))
+                write_png(stage / f"{name}_overlay.png", grid([tiles]))
         else:
             image, labels = done.pop(path)
             far.append((path, far_from_training(labels, training_inputs, predictor.spec,
                                                 colour=Path(path) in predictor.colour)))
-            target = output / f"{name}.png"
+            target = stage / f"{name}.png"
             # the input's stored pixel grid and its EXIF orientation: "same size as the input" holds for
             # the stored pixels, and viewers turn label and image alike (the overlay is drawn as displayed)
             orientation = exif_orientation(path)
             write_png(target, lut[to_stored_grid(labels, orientation)], orientation=orientation)
             if overlay:
-                write_png(output / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
+                write_png(stage / f"{name}_overlay.png", draw_contours(to_rgb(image), labels, predictor.spec))
         written.append(target)
     if not quiet:
         warn_far_inputs(far)
     if dicom:
-        written += predict_dicom(predictor, dicom, output, fmt, lut, quiet, series_uid, overlay,
+        written += predict_dicom(predictor, dicom, stage, fmt, lut, quiet, series_uid, overlay,
                                  taken={stem(f) for f in files}, subjects=subjects)
-    write_clinical(output, subjects, quiet)
+    write_clinical(stage, subjects, quiet)
     return written
 
 

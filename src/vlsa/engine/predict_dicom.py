@@ -131,12 +131,17 @@ def cine_indices(name: str, labels: np.ndarray, spacing, domain: str = "", trigg
         why = "one phase: ED and ES need a cine series of at least two phases"
         log.warning("%s: %s; no clinical indices", name, why)
         return SubjectIndices(name, domain, empty, refused={k: why for k in CARDIAC_INDICES})
+    predicted = any(np.count_nonzero(phase == LV) for phase in labels)
     labels = np.stack([lv_slices_included(phase, lv_ring) for phase in labels]) if lv_ring > 0 else labels
     lv = [int(np.count_nonzero(phase == LV)) for phase in labels]
     try:
         ed, es = choose_ed_es(lv)
     except ValueError:
-        why = "no LV predicted in any phase"
+        # say which: a model that found no LV, or LV the slice-inclusion rule took from every slice
+        # (no slice's LV ringed by myocardium, e.g. an undertrained model's MYO)
+        why = ("no LV predicted in any phase" if not predicted else
+               f"the predicted LV was dropped from every slice by the slice-inclusion rule (eval.lv_slice_ring "
+               f"{lv_ring}: no slice's LV is ringed by myocardium on that much of its border; the label maps keep it)")
         log.warning("%s: %s; no clinical indices", name, why)
         return SubjectIndices(name, domain, empty, refused={k: why for k in CARDIAC_INDICES})
     res = cardiac_indices(labels[ed], labels[es], tuple(float(v) for v in spacing), rv=True)

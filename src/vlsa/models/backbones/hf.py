@@ -37,6 +37,9 @@ def load_vision_tower(path: str) -> tuple[nn.Module, object]:
     """-> (vision model, its config). CLIP/SigLIP checkpoints give their vision tower only."""
     from transformers import AutoConfig, AutoModel, CLIPVisionModel, SiglipVisionModel
 
+    from vlsa.utils.hf_quiet import quiet_hf_loading
+
+    quiet_hf_loading()
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:

