@@ -20,6 +20,8 @@ so a new session rebuilds the tables without retraining. Results are rewritten a
     python benchmarks/dg_real.py --settings cardiac --threads 1       #   both at once on 2 cores
     python benchmarks/dg_real.py --report-only                        # tables from finished units
     python benchmarks/dg_real.py --methods VLSA "ERM U-Net + colour aug" --seeds 0   # a subset
+    python benchmarks/dg_real.py --retrain --settings fundus-scale --methods VLSA \
+        --runs benchmarks/runs/retrained --out benchmarks/runs/retrained_results  # run folders back, records untouched
 
 Paired statistics: dg_stats over units (seed, unseen case): the same image or volume, the same seed,
 only the method differs; the mean difference with its 95 % t-interval. A finding only where the
@@ -108,6 +110,16 @@ METHODS |= {"VLSA (medsam, decoder 64)": ["model.backbone.name=medsam", "model.d
 DSU_ROWS = {"VLSA (DSU)": ["model.dsu=0.5"], "VLSA (medsam, DSU)": ["model.backbone.name=medsam", "model.dsu=0.5"],
             "VLSA (hybrid, DSU)": ["model.backbone.name=hybrid", "model.dsu=0.5"]}
 METHODS |= DSU_ROWS
+# Session 18, declared before these ran: 16 views of colour/intensity jitter did not make the frozen
+# encoder's decoder more robust (corrupted source validation 0.757 vs 4 views' 0.775), so is it the
+# *kind* of view? The same 16-view bank with RandConv (random linear filters: blur-, edge- and
+# inversion-like appearance, p 0.5 per view) or GIN-IPA (random shallow non-linear networks, p 0.5) on
+# top of the colour jitter; fundus only, candidates for the default as the others
+VIEW_ROWS = {"VLSA (medsam, RandConv views)": ["model.backbone.name=medsam", "data.augment.views=16",
+                                                *dg_table.sdg_overrides(randconv=True)],
+             "VLSA (medsam, GIN-IPA views)": ["model.backbone.name=medsam", "data.augment.views=16",
+                                               *dg_table.sdg_overrides(gin_ipa_p=0.5)]}
+METHODS |= VIEW_ROWS
 # Diagnostic rows: not candidates for a default (a default is chosen on source data,
 # benchmarks/select_vlsa.py), they test one explanation of a lost setting. fundus-sim: VLSA trains with
 # colour augmentation only (fundus_sdg's policy, chosen on synthetic source validation), while ERM
@@ -119,12 +131,14 @@ ONLY_IN = {"VLSA + RandConv": ("fundus-sim",), "VLSA (medsam, decoder 64)": ("fu
            "VLSA (medsam, 16 views)": ("fundus",),
            # DSU on the frozen encoders: fundus only (ACDC's feature bank costs ~50 min of one core)
            "VLSA (DSU)": ("fundus", "fundus-scale", "cardiac"), "VLSA (medsam, DSU)": ("fundus",),
-           "VLSA (hybrid, DSU)": ("fundus",)}
+           "VLSA (hybrid, DSU)": ("fundus",), **{name: ("fundus",) for name in VIEW_ROWS},
+           # rule 2's fundus choice (session 18), then run where drishti_sdg trains (its bank is the same)
+           "VLSA (medsam, GIN-IPA views)": ("fundus", "fundus-scale")}
 # what each row is, recorded in dg_real.json so a reader (readme_results.py) need not parse names:
 # a baseline, VLSA on one backbone, an ablation (VLSA without one part), a variant of one backbone
 # (the why-candidates above), or a diagnostic row
 ABLATIONS = ("VLSA w/o EM", "VLSA w/o text guidance", "VLSA text=none", "VLSA w/o post-processing")
-VARIANTS = ("VLSA (medsam, decoder 64)", "VLSA (medsam, 16 views)", *DSU_ROWS)
+VARIANTS = ("VLSA (medsam, decoder 64)", "VLSA (medsam, 16 views)", *DSU_ROWS, *VIEW_ROWS)
 NNUNET_BUDGET = nnunet_row.Budget()
 DERIVED = dg_table.DERIVED
 REFERENCE = dg_table.REFERENCE
@@ -470,10 +484,16 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--report-only", action="store_true", help="write the results from finished units; train nothing")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train a unit again even where it is recorded (a fresh checkout has no run folders, "
+                             "which select_real.py and tta_real.py read back); with --out elsewhere, so the "
+                             "committed records stay as they are")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for this process")
     parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "runs" / "real"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
+    if args.retrain and Path(args.out).resolve() == (ROOT / "benchmarks" / "results").resolve():
+        raise VlsaError("--retrain needs --out elsewhere: its units would replace the committed records")
     if not REAL.is_dir():
         raise VlsaError(f"{REAL}: the real data is absent (set VLSA_REALDATA)")
     out, runs = Path(args.out), Path(args.runs)
@@ -486,7 +506,8 @@ def main() -> None:
             for method in args.methods:
                 for setting in [s for s in args.settings if runs_in(s, method)]:
                     unit = runs / setting / dg_table.slug(method) / f"s{seed}"
-                    if not (unit / "protocol.json").is_file() and recorded(out / "dg_real_units", setting, method, seed):
+                    if (not args.retrain and not (unit / "protocol.json").is_file()
+                            and recorded(out / "dg_real_units", setting, method, seed)):
                         print(f"== {setting} | {method} | seed {seed}: recorded", flush=True)
                         continue
                     with dg_table.claim(unit) as mine:

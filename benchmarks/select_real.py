@@ -1,6 +1,6 @@
 """Choose VLSA's default configuration on *real* source data, by select_vlsa's rule 2, unchanged.
 
-For each real-data setting of `dg_real.py` (fundus: Drishti-GS1 source; cardiac: ACDC source), each
+For each real-data setting of `dg_real.py` (fundus, fundus-scale: Drishti-GS1 source; cardiac: ACDC source), each
 VLSA row there (CANDIDATES) and each finished seed, read the unit's run back: its best
 source-validation Dice (log.csv, the checkpoint-selection score), its source-validation Dice under
 `source_shift.py`'s appearance corruptions (cached per run in source_shift.json), and, shown only so
@@ -15,6 +15,8 @@ or without checkpoints/best.pt is skipped and listed in the report.
     python benchmarks/select_real.py --threads 1                  # all settings, seeds 0 1 2
     python benchmarks/select_real.py --settings fundus --seeds 0
     python benchmarks/select_real.py --report-only                # from the committed JSON
+    python benchmarks/select_real.py --settings fundus-scale --runs benchmarks/runs/retrained
+        # run folders a fresh checkout lacks: `dg_real.py --retrain ... --runs benchmarks/runs/retrained`
 
 Writes benchmarks/results/vlsa_selection_real.{json,md}.
 """
@@ -39,21 +41,28 @@ from select_vlsa import CLEAN_TOLERANCE, SHIFT_GAIN, best_val, mean_score, per_c
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ("fundus", "cardiac")
+# fundus-scale (drishti_sdg's zooms) added in session 18: the setting the packaged fundus config trains;
+# its run folders came from `dg_real.py --retrain` (a fresh checkout has none)
+SETTINGS = ("fundus", "fundus-scale", "cardiac")
 DEFAULT = "VLSA"  # the packaged default (cnn backbone)
 CANDIDATES = (DEFAULT, "VLSA (medsam)", "VLSA (hybrid)", "VLSA w/o EM", "VLSA w/o text guidance", "VLSA text=none",
               # added in session 14, before they ran: why the frozen LiteMedSAM encoder loses (dg_real.py)
               "VLSA (medsam, decoder 64)", "VLSA (medsam, 16 views)",
               # added in session 17, before they ran: feature-statistics uncertainty (DSU) on each backbone
-              *dg_real.DSU_ROWS)
+              *dg_real.DSU_ROWS,
+              # added in session 18, before they ran: the kind of appearance view in the frozen encoder's bank
+              *dg_real.VIEW_ROWS)
 assert all(c in dg_real.METHODS for c in CANDIDATES)
 # a setting whose rule-2 choice the packaged config does not ship, and why
-NOT_SHIPPED = {"fundus": "the candidates of this setting train with zooms of 0.9-1.1, and drishti_sdg trains with "
-                         "0.6-1.4 (the fundus-scale setting), where its source validation was not scored; trained "
-                         "with drishti_sdg as packaged (3 seeds, `vlsa train --config drishti_sdg --set model.dsu=0.5 "
-                         "--set seed=N`), DSU gave Drishti-GS1 Test whole-photo vCDR MAE 0.060 / 0.062 / 0.095 against "
-                         "0.053 / 0.052 / 0.062 without, and seed 2 fell to disc Dice 0.921 (docs/method.md). "
-                         "drishti_sdg keeps the paper's VLSA (model.dsu 0)."}
+NOT_SHIPPED = {
+    "fundus": "rule 2 chose the same on fundus-scale, the setting drishti_sdg trains (below). Not switched in "
+              "session 18, which found it with too little time left to check what the switch changes for a user: "
+              "the whole-photo pipeline's disc locator and vCDR with a frozen-encoder segmenter (never run), and the "
+              "cost of its 16-view bank (the first unit took 3,520 s of one core on an AMD EPYC, against ~3 min for "
+              "the CNN). drishti_sdg keeps the paper's VLSA (cnn) until that check; the next session's first task. "
+              "(Session 17's VLSA (DSU), chosen here before these views ran, fails rule 2 on fundus-scale.)",
+    "fundus-scale": "as for fundus: drishti_sdg keeps the paper's VLSA (cnn) until the whole-photo pipeline is "
+                    "checked with it."}
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -142,8 +151,10 @@ def _pm(by_seed: dict, key: str, fmt: str = "{:.4f}") -> str:
 
 def report(results: dict, skipped: list[str], prov: dict, seeds) -> str:
     lines = ["# VLSA configuration chosen on real source data", "",
-             "The real-data units of `dg_real.py` (fundus: Drishti-GS1 source; cardiac: ACDC source), read back, "
-             "nothing retrained. **Chosen by source validation only** (clean and under `source_shift.py`'s generic "
+             "The real-data units of `dg_real.py` (fundus and fundus-scale: Drishti-GS1 source; cardiac: ACDC "
+             "source), read back. The fundus-scale units' run folders came from `dg_real.py --retrain` (session 18, "
+             "their committed records untouched), so their columns are those of the retrained runs. "
+             "**Chosen by source validation only** (clean and under `source_shift.py`'s generic "
              "corruptions): the same-site test and unseen columns are shown after the choice, never used for it. "
              "Mean ± sample std (ddof 1) over seeds.", "",
              "Rule 2 of `benchmarks/select_vlsa.py`, imported unchanged: it was fixed in session 5 (commit 5a252f0, "
@@ -152,7 +163,11 @@ def report(results: dict, skipped: list[str], prov: dict, seeds) -> str:
              f"source-validation Dice is at least {SHIFT_GAIN} above the default's and its mean clean "
              f"source-validation Dice no more than {CLEAN_TOLERANCE} below; of several, the highest corrupted score; "
              "compared over the same seeds only.", "",
-             f"Seeds asked for: {', '.join(map(str, seeds))}. Reproduce: `python benchmarks/select_real.py` "
+             f"Seeds asked for: {', '.join(map(str, seeds))}. Reproduce: `python benchmarks/select_real.py "
+             "--settings fundus cardiac` after dg_real's units, and for fundus-scale `python benchmarks/dg_real.py "
+             "--retrain --settings fundus-scale --methods VLSA 'VLSA (DSU)' 'VLSA text=none' --runs "
+             "benchmarks/runs/retrained --out benchmarks/runs/retrained_results`, then `python "
+             "benchmarks/select_real.py --settings fundus-scale --runs benchmarks/runs/retrained` "
              "(`--report-only` rebuilds this file from `vlsa_selection_real.json`).", "", provenance_markdown(prov)]
     for setting in SETTINGS:
         by_name = results.get(setting)

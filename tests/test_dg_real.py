@@ -174,3 +174,29 @@ def test_sim_to_real_train_seconds_are_per_synthetic_source_run():
     table = dg_real.summarise({("fundus-sim", "VLSA"): {0: old, 1: new}, ("fundus", "VLSA"): {0: old}})
     assert table["fundus-sim"]["VLSA"]["train_seconds"] == pytest.approx(100.0)
     assert table["fundus"]["VLSA"]["train_seconds"] == pytest.approx(400.0)
+
+
+def test_retrain_trains_a_recorded_unit_and_never_over_the_committed_records(tmp_path, monkeypatch, capsys):
+    """--retrain brings a recorded unit's run folder back (select_real.py reads checkpoints); it
+    refuses the committed results folder, whose records it would replace."""
+    method, committed = "VLSA", tmp_path / "committed"
+    monkeypatch.setattr(dg_real, "COMMITTED", committed)
+    monkeypatch.setattr(dg_real, "REAL", tmp_path)
+    dg_real.write_json(committed / "fundus-scale" / dg_real.dg_table.slug(method) / "s0.json",
+                       {"key": dg_real.unit_key("fundus-scale", method, 0), "runs": {}})
+    trained = []
+    monkeypatch.setattr(dg_real, "run_protocol", lambda config, protocol, unit, **kw: trained.append(unit))
+    monkeypatch.setattr(dg_real, "write_results", lambda *a: (a[0] / "dg_real.md").write_text("table"))
+    argv = ["dg_real.py", "--settings", "fundus-scale", "--methods", method, "--seeds", "0",
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(sys, "argv", argv)
+    dg_real.main()
+    assert trained == []  # recorded: skipped
+    monkeypatch.setattr(sys, "argv", [*argv, "--retrain"])
+    dg_real.main()
+    assert trained == [tmp_path / "runs" / "fundus-scale" / "vlsa" / "s0"]
+    monkeypatch.setattr(sys, "argv", [*argv[:-2], "--retrain"])  # --out: the committed results folder
+    with pytest.raises(dg_real.VlsaError, match="--retrain needs --out elsewhere"):
+        dg_real.main()
+    assert len(trained) == 1
