@@ -69,7 +69,7 @@ def _verify(args) -> None:
     check_domains(args.source or [], reader.domains(), "source", reader.root)
     domains += [d for d in args.source or [] if d not in domains]
     # a domain used only as a target has no train cases: reported, not an error
-    summaries = verify(reader, domains, allow_empty=("train", "test"), sources=args.source or ())
+    summaries = verify(reader, domains, allow_empty=("train", "test"), sources=args.source or (), keep_going=True)
     for s in summaries:
         fractions = ", ".join(f"{k} {v:.3f}" for k, v in s.label_fraction.items())
         print(f"{s.domain:>16} {s.split:<5} {s.images:5d} images {s.groups:5d} units  [{fractions or 'no cases'}]")
@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlsa: {exc}", file=sys.stderr)
         return exc.exit_status
     except VlsaError as exc:
-        print(f"vlsa: error: {exc}", file=sys.stderr)
+        for line in getattr(exc, "lines", [str(exc)]):  # DataErrors: one line per problem
+            print(f"vlsa: error: {line}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only folder, ...: one line, not a traceback
         where = exc.filename or ""

@@ -23,6 +23,19 @@ class DataError(VlsaError):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
+class DataErrors(VlsaError):
+    """Several DataErrors found in one pass (`vlsa verify` checks every domain and split before it
+    stops); the CLI prints one `vlsa: error:` line per problem, then exits with status 2."""
+
+    def __init__(self, errors: list[DataError], note: str = ""):
+        self.errors, self.note = list(errors), note
+        super().__init__(f"{len(self.errors)} problem(s){': ' + note if note else ''}")
+
+    @property
+    def lines(self) -> list[str]:
+        return [str(e) for e in self.errors] + [str(self)]
+
+
 class ConfigError(VlsaError):
     """A config key is unknown, mistyped or out of range."""
 

@@ -157,3 +157,30 @@ def test_lv_slice_ring_trims_the_predicted_volume_only_and_reads_the_myocardium_
     maps = [heart(9) if x.meta["phase"] == "ED" else heart(6) for x in samples]
     (t,) = subject_indices(samples, maps, CARDIAC, "Sunnybrook", annotated=("lv", "myo"), lv_ring=0.9)
     assert t.pred["lv_edv"] == pytest.approx(disc((32, 32), 9).sum() * 5 * voxel_ml)
+
+
+def test_a_negative_predicted_ef_is_flagged_but_kept_in_the_agreement(tmp_path, caplog):
+    from vlsa.report.clinical import refusal_notes
+
+    samples = volume_samples("good", "ED", 9) + volume_samples("good", "ES", 6) \
+        + volume_samples("bad", "ED", 9) + volume_samples("bad", "ES", 6)
+    # "bad": the prediction swaps the cavities, its ES LV (radius 9) larger than its ED LV (radius 6)
+    maps = [heart(6) if s.case_id == "bad" and s.meta["phase"] == "ED" else
+            heart(9) if s.case_id == "bad" else s.label for s in samples]
+    good, bad = sorted(subject_indices(samples, maps, CARDIAC, "D"), key=lambda s: s.subject != "good")
+    assert not good.flags and bad.pred["lv_ef"] < 0
+    assert "outside 0-100 %" in bad.flags["lv_ef"] and "rv_ef" not in bad.flags  # the RV did not change
+    stats = domain_agreement([good, bad])
+    assert stats["implausible"] == {"lv_ef": ["bad"]} and stats["indices"]["lv_ef"]["n"] == 2  # kept, not hidden
+    table = ClinicalTable(CARDIAC)
+    with caplog.at_level("WARNING"):
+        table.add("site/A", samples, maps)
+    assert "LV EF outside 0-100 % for 1 of 2 subjects (bad)" in caplog.text
+    result = {}
+    table.write(tmp_path, "metrics", result)
+    import json
+
+    record = {s["subject"]: s for s in json.loads((tmp_path / "clinical.json").read_text())["subjects"]}
+    assert list(record["bad"]["flags"]) == ["lv_ef"] and record["good"]["flags"] == {}
+    (note,) = [n for n in refusal_notes(result) if "outside" in n]
+    assert note.startswith("site/A: predicted LV EF outside 0-100 % for 1 of 2 subjects (bad)")

@@ -276,3 +276,40 @@ def test_fundus_mask_values_reproduce_the_dofe_mask_files(fundus_root):
     mask = np.asarray(Image.open(fundus_root / "Domain1" / "train" / "ROIs" / "mask" / f"{sample.name}.png").convert("L"))
     exact = np.isin(mask, [0, 128, 255])  # the decoded grey levels (anti-aliased edges aside)
     assert exact.mean() > 0.9 and np.array_equal(lut[sample.label][exact], mask[exact])
+
+
+def test_another_datasets_reader_with_the_same_classes_is_accepted(fundus_root, tmp_path):
+    """A Drishti-GS1 run scored on DoFE crops (`evaluate --data DOFE --dataset fundus`): each reader
+    decodes its own mask encoding into (background, rim, cup), so the grey levels may differ; the
+    same reader with other values, or other class names, is still refused."""
+    from types import SimpleNamespace
+
+    from vlsa.data.fundus import DoFEReader
+    from vlsa.engine.compat import check_compatible
+    from vlsa.errors import VlsaError
+
+    reader = DoFEReader(fundus_root)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"reader": "DrishtiReader", "mask_values": [0, 1, 2]}))
+    check_compatible(run, reader.spec, reader)  # no error: same named classes, another release's encoding
+    (run / "run.json").write_text(json.dumps({"reader": "DoFEReader", "mask_values": [0, 1, 2]}))
+    with pytest.raises(VlsaError, match=r"values \[128, 0\].*values \[1, 2\]"):
+        check_compatible(run, reader.spec, reader)  # the run's own reader with other values: another labelling
+    (run / "run.json").write_text(json.dumps({"reader": "DrishtiReader", "mask_values": [0, 1, 2]}))
+    other = SimpleNamespace(**{**vars(reader.spec), "label_names": ("background", "cup", "rim")})
+    with pytest.raises(VlsaError, match=r"classes \['cup', 'rim'\]"):
+        check_compatible(run, other, reader)
+
+
+def test_verify_reports_the_bad_files_of_every_domain_before_it_stops(tmp_path, capsys):
+    root = make_sites(tmp_path / "sites", per_site=6, size=32)
+    for site in ("hospA", "hospC"):  # one truncated image in two sites
+        path = root / site / "images" / "case03.png"
+        path.write_bytes(path.read_bytes()[:40])
+    assert main(["verify", "--dataset", "folder", "--root", str(root)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("vlsa: error:")]
+    assert any("hospA" in line and "case03.png" in line for line in err), err
+    assert any("hospC" in line and "case03.png" in line for line in err), err
+    assert "2 problem(s)" in err[-1] and "first bad file" in err[-1]
+    assert not any("hospB" in line for line in err)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vlsa.data.io import describe_values, is_lossy
-from vlsa.errors import DataError
+from vlsa.errors import DataError, DataErrors
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +171,18 @@ def _summarise(reader, domain: str, split: str) -> DomainSummary:
 
 
 def verify(reader, domains: list[str], splits=("train", "test"), allow_empty: tuple[str, ...] = (),
-           sources: list[str] | tuple[str, ...] = ()) -> list[DomainSummary]:
+           sources: list[str] | tuple[str, ...] = (), keep_going: bool = False) -> list[DomainSummary]:
     """Load every sample of `domains` x `splits` once; -> one summary per domain and split.
 
     allow_empty: splits that may hold nothing (summarised with 0 images) instead of an error, e.g.
     ("train", "test") for `vlsa verify`, where a target-only domain has no train cases.
     sources: domains (among `domains`, with "train" in `splits`) that must have train cases.
     Raises DataError (one line) for a bad file, for an empty split not in `allow_empty`, for a
-    domain of `sources` without train cases, and when nothing at all is readable.
+    domain of `sources` without train cases, and when nothing at all is readable. keep_going: check
+    every domain and split before raising, then raise DataErrors with each one's first problem
+    (a reader reads a split as one stream, so a split's check ends at its first bad file).
     """
-    summaries = []
+    summaries, problems = [], []
     # a reader that can tell that its split may separate one subject's images says so (folder)
     for warning in getattr(reader, "split_warnings", lambda _: [])(domains):
         log.warning("%s", warning)
@@ -190,9 +192,17 @@ def verify(reader, domains: list[str], splits=("train", "test"), allow_empty: tu
                 summaries.append(_summarise(reader, domain, split))
             except DataError as exc:
                 if split not in allow_empty or not is_empty_split(exc):
-                    raise
+                    if not keep_going:
+                        raise
+                    problems.append(exc)
+                    continue
                 summaries.append(DomainSummary(domain, split, 0, 0, {}))
     root = getattr(reader, "root", None)
+    if problems:
+        if len(problems) == 1:
+            raise problems[0]
+        raise DataErrors(problems, f"in {len(problems)} domain/split(s) of {root}; each split is checked up to "
+                                   "its first bad file")
     if summaries and not any(s.images for s in summaries):
         raise DataError(root, f"{EMPTY}: no samples in any of {list(domains)} ({'/'.join(splits)})")
     if sources:

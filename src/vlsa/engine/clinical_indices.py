@@ -11,6 +11,11 @@
   annotated on some slices only (Sunnybrook's myocardium) is measured on those slices, in both.
 - Spacing unknown (`meta["spacing_known"] = False`: ACDC's h5 copy): volumes and mass are refused
   (one warning per domain) and only the ejection fractions, ratios of voxel counts, are given.
+- Implausible predictions: a predicted EF outside 0-100 % (the predicted ES cavity larger than the
+  ED one, at the dataset's ED/ES) is a segmentation failure, not a measurement. It stays in the
+  agreement statistics (they measure the model, failures included) but is flagged: one warning per
+  domain naming the subjects, `flags` in clinical.json, `implausible` per index in metrics.json
+  and a line under the metrics.md table.
 
 Files (`write`): `clinical.csv` beside metrics.json (or `clinical_<what>.csv` beside
 metrics_<what>.json), one row per subject: `subject`, `domain`, `<index>_pred`, `<index>_true` for
@@ -57,6 +62,7 @@ class SubjectIndices:
     true: dict[str, float] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     phases: dict = field(default_factory=dict)
+    flags: dict[str, str] = field(default_factory=dict)  # index -> why its predicted value is implausible
 
     def row(self) -> dict[str, str]:
         """The CSV row: numbers with 4 decimals, empty where not computable."""
@@ -73,7 +79,7 @@ class SubjectIndices:
             return {k: (float(v) if np.isfinite(v) else None) for k, v in values.items()}
 
         return {"subject": self.subject, "domain": self.domain, "pred": clean(self.pred), "true": clean(self.true),
-                "refused": self.refused, "phases": self.phases}
+                "refused": self.refused, "phases": self.phases, "flags": self.flags}
 
 
 def clinical_csv(subjects: list[SubjectIndices]) -> str:
@@ -145,9 +151,23 @@ def subject_indices(samples, maps, spec, domain: str, annotated: tuple[str, ...]
             for name in (n for n in CARDIAC_INDICES if n.startswith("lv_") and n != "lv_mass"):
                 pred.refused[name] = true.refused[name] = "LV not annotated at ED and ES"
         meta = samples[found["ED"][0]].meta
-        out.append(SubjectIndices(subject, domain, _without(pred), _without(true), {**true.refused, **pred.refused},
-                                  {"rule": "the dataset's ED/ES", "ed_es": meta.get("ed_es"), "lv_slice_ring": lv_ring}))
+        values = _without(pred)
+        out.append(SubjectIndices(subject, domain, values, _without(true), {**true.refused, **pred.refused},
+                                  {"rule": "the dataset's ED/ES", "ed_es": meta.get("ed_es"), "lv_slice_ring": lv_ring},
+                                  implausible_ef(values)))
     return out
+
+
+def implausible_ef(values: dict[str, float]) -> dict[str, str]:
+    """{index: why} for each predicted EF (lv_ef, rv_ef; %) outside 0-100 %: with the dataset's ED
+    and ES a predicted ESV above the EDV gives a negative EF, which no heart has."""
+    flags = {}
+    for prefix in ("lv", "rv"):
+        ef = values.get(f"{prefix}_ef", math.nan)
+        if np.isfinite(ef) and not 0.0 <= ef <= 100.0:
+            flags[f"{prefix}_ef"] = f"predicted {prefix.upper()} EF {ef:.1f} % is outside 0-100 % (predicted ES cavity " \
+                                    "larger than ED): a segmentation failure, not a measurement"
+    return flags
 
 
 def _without(indices) -> dict[str, float]:
@@ -168,7 +188,11 @@ def domain_agreement(subjects: list[SubjectIndices]) -> dict:
         for name, why in s.refused.items():
             entry = refused.setdefault(name, {"reason": why, "subjects": 0})
             entry["subjects"] += 1
-    return {"subjects": len(subjects), "indices": indices, "refused": refused}
+    implausible: dict[str, list[str]] = {}
+    for s in subjects:
+        for name in s.flags:
+            implausible.setdefault(name, []).append(s.subject)
+    return {"subjects": len(subjects), "indices": indices, "refused": refused, "implausible": implausible}
 
 
 class ClinicalTable:
@@ -185,6 +209,13 @@ class ClinicalTable:
         subjects = subject_indices(samples, maps, self.spec, key, annotated, self.lv_ring)
         if subjects:
             self.domains[key] = subjects
+            for name in ("lv_ef", "rv_ef"):
+                flagged = [s.subject for s in subjects if name in s.flags]
+                if flagged:
+                    log.warning("%s: predicted %s outside 0-100 %% for %d of %d subjects (%s): the predicted ES "
+                                "cavity is larger than the ED one, a segmentation failure; kept in the agreement, "
+                                "flagged in clinical.json", key, name.replace("_", " ").upper(), len(flagged),
+                                len(subjects), ", ".join(flagged[:5]) + (", ..." if len(flagged) > 5 else ""))
             spacing = sorted({n for s in subjects for n, why in s.refused.items() if why.startswith("voxel spacing")})
             if spacing:
                 log.warning("%s: voxel spacing unknown: %s refused (mL and g need it); ejection fractions (ratios) "

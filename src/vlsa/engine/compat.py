@@ -17,8 +17,14 @@ def run_info(run_dir: str | Path) -> dict:
 
 def check_compatible(run_dir: Path, spec, reader) -> None:
     """Refuse data whose classes (names, order, mask values) or channels differ from the run's:
-    the model's output index i means the run's class i, so another order scores Dice 0 silently."""
-    run_values = run_info(run_dir).get("mask_values")
+    the model's output index i means the run's class i, so another order scores Dice 0 silently.
+    Mask values are compared only for data read by the run's own reader (a folder dataset whose
+    classes.yaml gives 'disc' another grey level is another labelling); another reader (DoFE crops
+    for a Drishti-GS1 run) decodes its own release's encoding into the same named classes, so
+    there the names, their order and the channels decide. Raises VlsaError naming the data."""
+    info = run_info(run_dir)
+    same_reader = info.get("reader") in (None, type(reader).__name__)
+    run_values = info.get("mask_values") if same_reader else None
     theirs, mine = reader.spec, spec
     data_values = mask_values(reader)
     same = (tuple(theirs.label_names) == tuple(mine.label_names) and dict(theirs.regions) == dict(mine.regions)
@@ -26,7 +32,7 @@ def check_compatible(run_dir: Path, spec, reader) -> None:
     if not same:
         def describe(s, values):
             names = list(s.label_names[1:])
-            shown = f", values {list(values[1:])}" if values is not None else ""
+            shown = f", values {list(values[1:])}" if values is not None and run_values is not None else ""
             return f"classes {names}{shown}, {s.channels} channel(s)"
 
         where = reader.root / "classes.yaml" if (reader.root / "classes.yaml").is_file() else reader.root

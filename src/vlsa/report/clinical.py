@@ -37,6 +37,10 @@ def refusal_notes(metrics: dict) -> list[str]:
         for (why, count), names in by_reason.items():
             which = "" if count == entry["subjects"] else f" for {count} of {entry['subjects']} subjects"
             notes.append(f"{key}: {', '.join(names)} not computed{which}: {why}.")
+        for name, subjects in entry.get("implausible", {}).items():
+            notes.append(f"{key}: predicted {NAMES.get(name, name)} outside 0-100 % for {len(subjects)} of "
+                         f"{entry['subjects']} subjects ({', '.join(subjects)}): the predicted ES cavity is larger "
+                         "than the ED one, a segmentation failure; kept in the statistics above.")
     return notes
 
 

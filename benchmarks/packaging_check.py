@@ -1,0 +1,187 @@
+"""The packaging gate for a new `drishti_sdg` default: the whole clinical pipeline, trained as a user
+would, scored on whole photographs.
+
+select_real's rule 2 chooses among candidate segmenters on source validation crops; the packaged
+config also trains the disc locator and is used on whole photos for the vertical cup-to-disc ratio
+(vCDR). A candidate ships only if that pipeline is not worse. Per variant and seed this runs
+
+    vlsa train --config drishti_sdg --set data.root=$DRISHTI [variant overrides] --set seed=S
+    vlsa evaluate --run RUN
+
+and reads RUN/metrics.json: on Drishti-GS1 Test (51 whole photos; same site as training, so this
+is a clinical check, never a selection on unseen sites) the vCDR MAE against the mean of the 4
+experts' ratios and the disc / cup Dice at the photo's own resolution; beside them the unseen DoFE
+crops' Dice (6 crops). Paired over seeds (per-seed MAE) and over photos (per photo and seed,
+absolute vCDR error), with dg_stats' 95 % t intervals. Resumable: a finished run (metrics.json)
+is read, not retrained; frozen-encoder banks come from the shared feature cache.
+
+    python benchmarks/packaging_check.py [--variants NAME ...] [--seeds 0 1 2] [--report-only]
+
+-> benchmarks/results/drishti_packaging.{md,json}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import provenance, provenance_markdown  # noqa: E402
+from dg_stats import paired_difference, sample_std  # noqa: E402
+from dg_table import slug  # noqa: E402
+
+from vlsa.utils.atomic import write_json, write_text  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "realdata"
+RUNS = ROOT / "benchmarks" / "runs" / "packaging"
+RESULTS = ROOT / "benchmarks" / "results"
+REFERENCE = "drishti_sdg as packaged"
+# the variants, declared before they ran: the packaged default and rule 2's fundus-scale choice
+# (benchmarks/results/vlsa_selection_real.md); DSU is session 17's earlier check, rerun here
+VARIANTS = {
+    REFERENCE: [],
+    "VLSA (medsam, GIN-IPA views)": ["model.backbone.name=medsam", "data.augment.views=16",
+                                     "data.augment.gin_ipa=true", "data.augment.gin_ipa_p=0.5"],
+    "VLSA (DSU)": ["model.dsu=0.5"],
+}
+
+
+def run_unit(name: str, seed: int, threads: int) -> Path:
+    """Train and evaluate one (variant, seed) with the CLI, unless its metrics.json exists."""
+    out = RUNS / slug(name) / f"s{seed}"
+    if (out / "metrics.json").is_file():
+        return out
+    sets = [f"data.root={REAL / 'drishti-gs1'}", *VARIANTS[name], f"seed={seed}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+           "VLSA_FEATURE_CACHE_DIR": os.environ.get("VLSA_FEATURE_CACHE_DIR", str(ROOT / "benchmarks" / "runs" / "feature_cache"))}
+    vlsa = str(Path(sys.executable).with_name("vlsa"))
+    train = [vlsa, "train", "--config", "drishti_sdg", *sum((["--set", s] for s in sets), []),
+             "--threads", str(threads), "--out", str(out)]
+    resume = ["--resume"] if (out / "checkpoints" / "last.pt").is_file() else []
+    print(f"[{name} s{seed}] train", flush=True)
+    subprocess.run(train + resume, check=True, env=env)
+    print(f"[{name} s{seed}] evaluate", flush=True)
+    subprocess.run([vlsa, "evaluate", "--run", str(out), "--threads", str(threads)], check=True, env=env)
+    return out
+
+
+def read_unit(out: Path) -> dict | None:
+    """RUN/metrics.json -> the numbers this check compares (None while the run is unfinished)."""
+    path = out / "metrics.json"
+    if not path.is_file():
+        return None
+    m = json.loads(path.read_text())
+    photo = m["whole_photo"]
+    drishti = photo["domains"]["DrishtiGS1"]
+    unseen = [d for k, d in m["domains"].items() if d.get("role") != "source"]
+    n = sum(d["n"] for d in unseen)
+    return {
+        "photo_vcdr_mae": photo["vcdr"]["domains"]["DrishtiGS1"]["mae"],
+        "photo_vcdr_r": photo["vcdr"]["domains"]["DrishtiGS1"]["r"],
+        "photo_disc": drishti["dice"]["disc"], "photo_cup": drishti["dice"]["cup"],
+        "located": photo["locator_metrics"]["DrishtiGS1"]["inside_fraction"],
+        "unseen_dice": sum(d["dice"]["mean"] * d["n"] for d in unseen) / n,
+        "abs_error": {c["name"]: abs(c["vcdr"] - c["experts_mean"]) for c in photo["vcdr"]["cases"]["DrishtiGS1"]},
+    }
+
+
+def summarise(units: dict, seeds) -> dict:
+    """{variant: {seed: unit}} -> per variant mean ± sd of each number and the paired comparisons."""
+    out = {}
+    ref = units.get(REFERENCE, {})
+    for name, by_seed in units.items():
+        row = {"seeds": sorted(by_seed)}
+        for key in ("photo_vcdr_mae", "photo_vcdr_r", "photo_disc", "photo_cup", "located", "unseen_dice"):
+            vals = [by_seed[s][key] for s in sorted(by_seed)]
+            row[key] = {"mean": float(np.mean(vals)), "sd": sample_std(vals), "by_seed": vals}
+        if name != REFERENCE and ref:
+            per_seed = {str(s): by_seed[s]["photo_vcdr_mae"] for s in by_seed}
+            ref_seed = {str(s): ref[s]["photo_vcdr_mae"] for s in ref}
+            per_photo = {f"{s}/{k}": v for s in by_seed for k, v in by_seed[s]["abs_error"].items()}
+            ref_photo = {f"{s}/{k}": v for s in ref for k, v in ref[s]["abs_error"].items()}
+            row["vs_reference"] = {
+                "photo_vcdr_mae_per_seed": paired_difference(per_seed, ref_seed, lower_is_better=True),
+                "vcdr_abs_error_per_photo": paired_difference(per_photo, ref_photo, lower_is_better=True),
+                "photo_disc_per_seed": paired_difference({str(s): by_seed[s]["photo_disc"] for s in by_seed},
+                                                         {str(s): ref[s]["photo_disc"] for s in ref}),
+                "unseen_dice_per_seed": paired_difference({str(s): by_seed[s]["unseen_dice"] for s in by_seed},
+                                                          {str(s): ref[s]["unseen_dice"] for s in ref}),
+            }
+        out[name] = row
+    return out
+
+
+def _pm(row: dict, key: str) -> str:
+    v = row[key]
+    return f"{v['mean']:.3f}" + (f" ± {v['sd']:.3f}" if len(v["by_seed"]) > 1 else "")
+
+
+def _ci(c: dict) -> str:
+    if c.get("n", 0) < 2:
+        return "—"
+    return f"{c['mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+
+
+def report(summary: dict, prov: dict) -> str:
+    lines = ["# Packaging gate: drishti_sdg's whole-photo pipeline, packaged default vs candidates", "",
+             "Trained as a user would (`vlsa train --config drishti_sdg ...`, segmenter and disc locator), then "
+             "`vlsa evaluate`. Drishti-GS1 Test is the training site's own test split, scored on whole "
+             "photographs; it decides whether a candidate chosen on source validation ships, never which "
+             "candidate is chosen. The inter-expert vCDR MAE on these 51 photos is 0.063 (the human limit).", "",
+             "| variant | seeds | whole-photo vCDR MAE | vCDR r | disc Dice (photo) | cup Dice (photo) | unseen Dice (6 crops) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in summary.items():
+        lines.append(f"| {name} | {len(row['seeds'])} | {_pm(row, 'photo_vcdr_mae')} | {_pm(row, 'photo_vcdr_r')} | "
+                     f"{_pm(row, 'photo_disc')} | {_pm(row, 'photo_cup')} | {_pm(row, 'unseen_dice')} |")
+    lines += ["", f"Paired against {REFERENCE} (variant − packaged, 95 % t interval; lower MAE is better):", "",
+              "| variant | vCDR MAE, per seed | vCDR abs. error, per photo × seed | disc Dice, per seed | unseen Dice, per seed |",
+              "|---|---|---|---|---|"]
+    for name, row in summary.items():
+        if "vs_reference" in row:
+            c = row["vs_reference"]
+            lines.append(f"| {name} | {_ci(c['photo_vcdr_mae_per_seed'])} | {_ci(c['vcdr_abs_error_per_photo'])} | "
+                         f"{_ci(c['photo_disc_per_seed'])} | {_ci(c['unseen_dice_per_seed'])} |")
+    lines += ["", "Per seed (seed: vCDR MAE / photo disc Dice):", ""]
+    for name, row in summary.items():
+        pairs = ", ".join(f"s{s}: {m:.3f} / {d:.3f}" for s, m, d in
+                          zip(row["seeds"], row["photo_vcdr_mae"]["by_seed"], row["photo_disc"]["by_seed"]))
+        lines.append(f"- {name}: {pairs}")
+    return "\n".join(lines) + "\n\n" + provenance_markdown(prov)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true", help="read finished runs, train nothing")
+    args = parser.parse_args()
+    if not (REAL / "drishti-gs1").is_dir():
+        sys.exit(f"error: {REAL / 'drishti-gs1'}: the Drishti-GS1 release is not there")
+    units: dict = {}
+    for name in args.variants:
+        for seed in args.seeds:
+            out = RUNS / slug(name) / f"s{seed}"
+            if not args.report_only:
+                run_unit(name, seed, args.threads)
+            unit = read_unit(out)
+            if unit is not None:
+                units.setdefault(name, {})[seed] = unit
+    if REFERENCE in units:  # the reference row first
+        units = {REFERENCE: units.pop(REFERENCE), **units}
+    summary = summarise(units, args.seeds)
+    prov = provenance()
+    write_json(RESULTS / "drishti_packaging.json", {"provenance": prov, "variants": VARIANTS, "summary": summary})
+    write_text(RESULTS / "drishti_packaging.md", report(summary, prov))
+    print(f"wrote {RESULTS / 'drishti_packaging.md'}")
+
+
+if __name__ == "__main__":
+    main()
