@@ -23,6 +23,7 @@ from vlsa.errors import ConfigError
 TTA_MODES = ("off", "flip")
 DIGEST_NEUTRAL: dict[tuple[str, ...], Any] = {("data", "augment", "consistency"): 0.0, ("train", "ema"): 0.0,
                                               ("data", "augment", "gin_ipa"): False, ("data", "augment", "gin_ipa_p"): 1.0,
+                                              ("data", "augment", "view_zoom"): False,
                                               ("data", "agreement"): 2, ("data", "roi_scale"): 2.5,
                                               ("data", "target_datasets"): {},
                                               ("train", "mode"): "segmentation", ("eval", "lv_slice_ring"): 0.0,
@@ -78,6 +79,10 @@ class AugmentConfig(Strict):
     # turns a config's GIN-IPA off)
     gin_ipa_p: float = Field(1.0, gt=0, le=1, description="GIN-IPA: probability per image (1 = every image, "
                                                           "the paper's setting)")
+    view_zoom: bool = Field(False, description="cached frozen backbone: each bank view >= 1 is also zoomed "
+                                               "in image space (a factor in 1 +- scale, fixed per image and view) "
+                                               "before the encoder, its labels with it, and the feature-map warp "
+                                               "keeps flip and rotation only; off: the zoom warps the feature maps")
     consistency: float = Field(0.0, ge=0, description="weight of the Jensen-Shannon consistency between the "
                                                        "predictions of two appearance draws of each warped image "
                                                        "(Xu et al., ICLR 2021); 0 = one draw, no consistency term")
@@ -308,6 +313,9 @@ class Config(Strict):
         if self.data.augment.consistency > 0 and cached and self.data.augment.views < 2:
             raise ValueError(f"data.augment.consistency > 0 needs data.augment.views >= 2 with a cached backbone "
                              f"({b.name}): its two appearance draws are two views of the feature bank")
+        if self.data.augment.view_zoom and self.data.augment.consistency > 0:
+            # the two draws would be two views with two zooms: their predictions are not pixel-aligned
+            raise ValueError("data.augment.view_zoom cannot be combined with data.augment.consistency > 0")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -100,3 +100,44 @@ def test_randconv_changes_images_but_keeps_shape_and_standardisation():
     y = random_conv(x, g, p=1.0)
     assert y.shape == x.shape and not torch.allclose(y, x)
     assert torch.allclose(y.mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-4)
+
+
+def test_view_zoom_zooms_each_view_and_its_labels_in_image_space():
+    """data.augment.view_zoom: a bank view >= 1 is zoomed before the encoder by a factor fixed per
+    image and view (colour draws unchanged), the same zoom is applied to its labels, and the
+    feature-map warp then keeps no zoom of its own."""
+    from vlsa.data.transforms import augment_features, view_zoom_theta, warp_labels
+
+    plain = build_config(overrides=["data.augment.scale=0.4", "data.augment.colour=0", "data.augment.intensity=0.0",
+                                    "data.augment.randconv=true"]).data.augment
+    zoomed = plain.model_copy(update={"view_zoom": True})
+    x = _images()
+    views = torch.tensor([0, 3, 5])
+    assert view_zoom_theta(x, views, plain) is None
+    theta = view_zoom_theta(x, views, zoomed)
+    factors = 1 / theta[:, 0, 0]
+    assert factors[0] == 1 and all(0.6 <= f <= 1.4 and f != 1 for f in factors[1:])
+    assert torch.equal(theta, view_zoom_theta(x, views, zoomed))  # fixed per image and view
+    # the appearance part is the plain view's, then zoomed: the centre pixel is (nearly) kept
+    a, b = appearance_views(x, views, plain), appearance_views(x, views, zoomed)
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+    assert torch.allclose(a[1:, :, 7:9, 7:9].mean(), b[1:, :, 7:9, 7:9].mean(), atol=0.5)
+    # labels zoomed by the same matrix: a centred square grows by the factor when zoomed in
+    labels = torch.zeros(3, 32, 32, dtype=torch.long)
+    labels[:, 12:20, 12:20] = 1
+    area = warp_labels(labels, theta).sum(dim=(1, 2)).float()
+    assert torch.allclose(area / 64, factors ** 2, rtol=0.2)
+    # the feature warp keeps flip and rotation only: a rotation-free, flip-free policy leaves maps as they are
+    still = zoomed.model_copy(update={"rotate": 0.0, "flip": False})
+    feats = [torch.randn(3, 4, 8, 8)]
+    out, y = augment_features(feats, labels, still, torch.Generator().manual_seed(0))
+    assert torch.allclose(out[0], feats[0], atol=1e-5) and torch.equal(y, labels)
+
+
+def test_view_zoom_with_the_consistency_term_is_refused():
+    import pytest
+
+    from vlsa.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="view_zoom"):
+        build_config(overrides=["data.augment.view_zoom=true", "data.augment.consistency=1.0"])

@@ -112,8 +112,9 @@ def appearance_views(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Te
     `views[i]` (0 = the image as read; v >= 1 = colour then intensity jitter drawn by
     `view_generator(image, v)`, then RandConv and GIN-IPA where enabled). Deterministic, so a frozen backbone's features of the views form a
     bank that the (content-keyed, disk-backed) feature cache shares across runs and processes."""
+    zoom = view_zoom_theta(images, views, cfg)  # drawn from the image as read, before any jitter
     out = []
-    for image, v in zip(images, views.tolist()):
+    for i, (image, v) in enumerate(zip(images, views.tolist())):
         if v == 0:
             out.append(image)
             continue
@@ -121,8 +122,30 @@ def appearance_views(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Te
         x = colour(image[None], cfg.colour, g)
         x = intensity(x, cfg.intensity, g)
         x = random_conv(x, g) if cfg.randconv else x
-        out.append((gin_ipa(x, g, cfg.gin_ipa_p) if cfg.gin_ipa else x)[0])
+        x = gin_ipa(x, g, cfg.gin_ipa_p) if cfg.gin_ipa else x
+        out.append((warp(x, zoom[i : i + 1]) if zoom is not None else x)[0])
     return torch.stack(out) if out else images
+
+
+def view_zoom_theta(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Tensor | None:
+    """B x 2 x 3 zoom matrices of bank views (`data.augment.view_zoom`): for view v >= 1 of an
+    image, a factor in [1 - scale, 1 + scale] drawn from the image's content and v (a generator of
+    its own, so the colour draws of `appearance_views` stay as they were), identity for view 0;
+    None when view_zoom is off. The same matrix zooms the view's image (before the frozen encoder)
+    and its labels, so the encoder sees what a re-scaled ROI gives it, not a warped feature map."""
+    if not getattr(cfg, "view_zoom", False):
+        return None
+    thetas = []
+    for image, v in zip(images, views.tolist()):
+        s = 1.0
+        if v:
+            g = view_generator(image, v + ZOOM_STREAM)
+            s = float(_uniform(1, 1 - cfg.scale, 1 + cfg.scale, g))
+        thetas.append(torch.tensor([[1 / s, 0.0, 0.0], [0.0, 1 / s, 0.0]]))
+    return torch.stack(thetas)
+
+
+ZOOM_STREAM = 1 << 20  # view_zoom's generator: view v's zoom is drawn by view_generator(image, v + this)
 
 
 def has_appearance(cfg) -> bool:
@@ -159,7 +182,9 @@ def augment_features(feats: list[torch.Tensor], labels: torch.Tensor, cfg, g: to
     before the features are looked up. Labels are B x H x W; each feature map holds `copies`
     stacked batches of B (e.g. two appearance views, for the consistency term) that all get the
     same warp, so their predictions stay pixel-aligned. Returns (warped maps, warped B x H x W labels)."""
-    theta = random_affine(labels.shape[0], cfg, g)
+    # with view_zoom the bank views carry the zoom (in image space): the feature warp keeps flip and rotation
+    theta = random_affine(labels.shape[0], cfg.model_copy(update={"scale": 0.0}) if getattr(cfg, "view_zoom", False)
+                          else cfg, g)
     shared = theta.repeat(copies, 1, 1)
     return [warp(f, shared) for f in feats], warp_labels(labels, theta)
 

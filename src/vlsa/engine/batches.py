@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from vlsa.data.transforms import appearance_views, augment, augment_features, has_appearance
+from vlsa.data.transforms import (
+    appearance_views,
+    augment,
+    augment_features,
+    has_appearance,
+    view_zoom_theta,
+    warp_labels,
+)
 from vlsa.engine import distributed
 from vlsa.engine.data import Prepared
 
@@ -27,12 +34,15 @@ def feature_batch(model, train_set: Prepared, idx: torch.Tensor, aug, g: torch.G
                   info: distributed.DistInfo, device) -> tuple[list[torch.Tensor], torch.Tensor]:
     """-> (this rank's backbone feature maps, each (draws*B) x C_l x H_l x W_l, labels B x S x S) for
     a cached frozen backbone: a view from the bank (`data.augment.views`), then the warp."""
-    x = train_set.images[idx].float()
+    x, labels = train_set.images[idx].float(), train_set.labels[idx]
     if aug.views > 1 and has_appearance(aug):
         views = torch.randint(aug.views, (len(idx),), generator=g)
         if draws == 2:  # a second, different view of each image for the consistency term
             views = torch.cat([views, (views + 1 + torch.randint(aug.views - 1, (len(idx),), generator=g)) % aug.views])
             x = x.repeat(2, 1, 1, 1)
+        zoom = view_zoom_theta(x, views, aug)
         x = appearance_views(x, views, aug)
-    feats, y = augment_features(model.features(x.to(device)), train_set.labels[idx], aug, g, copies=draws)
+        if zoom is not None:  # the view's labels, zoomed as its image was
+            labels = warp_labels(labels, zoom)
+    feats, y = augment_features(model.features(x.to(device)), labels, aug, g, copies=draws)
     return [distributed.shard(f, info, groups=draws) for f in feats], distributed.shard(y, info)
