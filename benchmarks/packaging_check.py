@@ -215,6 +215,34 @@ def report(summary: dict, prov: dict, inter_expert: float, missing: list[tuple[s
     return "\n".join(lines) + "\n\n" + provenance_markdown(prov)
 
 
+def publish(found: dict, run_seeds) -> None:
+    """Merge the units found here into the recorded ones and write the report."""
+    # each finished unit's record is kept in the results file, so a machine without the run folders
+    # (a fresh checkout) still reports it; a unit found here replaces its record. Read after the runs,
+    # so two processes running other variants side by side keep each other's records.
+    recorded = RESULTS / "drishti_packaging.json"
+    units: dict = {}
+    if recorded.is_file():
+        for name, by_seed in json.loads(recorded.read_text()).get("units", {}).items():
+            if name in VARIANTS:
+                units[name] = {int(s): u for s, u in by_seed.items()}
+    for name, by_seed in found.items():
+        units.setdefault(name, {}).update(by_seed)
+    units = {name: units[name] for name in VARIANTS if name in units}  # declaration order
+    if REFERENCE in units:  # the reference row first
+        units = {REFERENCE: units.pop(REFERENCE), **units}
+    seeds = sorted({s for by_seed in units.values() for s in by_seed} | set(run_seeds))
+    summary = summarise(units, seeds)
+    missing = [(name, seed) for name in VARIANTS for seed in seeds if seed not in units.get(name, {})]
+    inter_expert = next((u["inter_expert_mae"] for by_seed in units.values() for u in by_seed.values()), float("nan"))
+    prov = provenance()
+    write_json(recorded, {"provenance": prov, "variants": VARIANTS, "summary": summary,
+                          "units": {n: {str(s): u for s, u in by_seed.items()} for n, by_seed in units.items()},
+                          "not_run": [f"{n} s{s}" for n, s in missing]})
+    write_text(RESULTS / "drishti_packaging.md", report(summary, prov, inter_expert, missing))
+    print(f"wrote {RESULTS / 'drishti_packaging.md'}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -227,14 +255,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if not (REAL / "drishti-gs1").is_dir():
         sys.exit(f"error: {REAL / 'drishti-gs1'}: the Drishti-GS1 release is not there")
-    # each finished unit's record is kept in the results file, so a machine without the run folders
-    # (a fresh checkout) still reports it; a unit run here replaces its record
-    recorded = RESULTS / "drishti_packaging.json"
-    units: dict = {}
-    if recorded.is_file():
-        for name, by_seed in json.loads(recorded.read_text()).get("units", {}).items():
-            if name in VARIANTS:
-                units[name] = {int(s): u for s, u in by_seed.items()}
+    found: dict = {}
     for name in args.variants:
         for seed in args.seeds:
             out = RUNS / slug(name) / f"s{seed}"
@@ -243,19 +264,10 @@ def main() -> None:
                 scale_unit(out, args.threads)
             unit = read_unit(out)
             if unit is not None:
-                units.setdefault(name, {})[seed] = unit
-    if REFERENCE in units:  # the reference row first
-        units = {REFERENCE: units.pop(REFERENCE), **units}
-    seeds = sorted({s for by_seed in units.values() for s in by_seed} | set(args.seeds))
-    summary = summarise(units, seeds)
-    missing = [(name, seed) for name in VARIANTS for seed in seeds if seed not in units.get(name, {})]
-    inter_expert = next((u["inter_expert_mae"] for by_seed in units.values() for u in by_seed.values()), float("nan"))
-    prov = provenance()
-    write_json(recorded, {"provenance": prov, "variants": VARIANTS, "summary": summary,
-                          "units": {n: {str(s): u for s, u in by_seed.items()} for n, by_seed in units.items()},
-                          "not_run": [f"{n} s{s}" for n, s in missing]})
-    write_text(RESULTS / "drishti_packaging.md", report(summary, prov, inter_expert, missing))
-    print(f"wrote {RESULTS / 'drishti_packaging.md'}")
+                found.setdefault(name, {})[seed] = unit
+                if not args.report_only:
+                    publish(found, args.seeds)  # after each unit: a session cut short keeps what finished
+    publish(found, args.seeds)
 
 
 if __name__ == "__main__":
