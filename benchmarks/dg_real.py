@@ -125,6 +125,12 @@ VIEW_ROWS = {"VLSA (medsam, RandConv views)": ["model.backbone.name=medsam", "da
              # before the encoder (data.augment.view_zoom). Declared before it ran; fundus-scale only
              "VLSA (medsam, GIN-IPA zoomed views)": ["model.backbone.name=medsam", "data.augment.views=16",
                                                       *dg_table.sdg_overrides(gin_ipa_p=0.5),
+                                                      "data.augment.view_zoom=true"],
+             # session 20, declared before it ran: the same bank (the hybrid caches exactly medsam's
+             # features) beside the trainable CNN's full-resolution features, for the disc boundary the
+             # frozen encoder's 24 x 24 maps blur (whole-photo disc Dice 0.93 against the CNN's 0.96)
+             "VLSA (hybrid, GIN-IPA zoomed views)": ["model.backbone.name=hybrid", "data.augment.views=16",
+                                                      *dg_table.sdg_overrides(gin_ipa_p=0.5),
                                                       "data.augment.view_zoom=true"]}
 METHODS |= VIEW_ROWS
 # Diagnostic rows: not candidates for a default (a default is chosen on source data,
@@ -141,7 +147,8 @@ ONLY_IN = {"VLSA + RandConv": ("fundus-sim",), "VLSA (medsam, decoder 64)": ("fu
            "VLSA (hybrid, DSU)": ("fundus",), **{name: ("fundus",) for name in VIEW_ROWS},
            # rule 2's fundus choice (session 18), then run where drishti_sdg trains (its bank is the same)
            "VLSA (medsam, GIN-IPA views)": ("fundus", "fundus-scale"),
-           "VLSA (medsam, GIN-IPA zoomed views)": ("fundus-scale",)}
+           "VLSA (medsam, GIN-IPA zoomed views)": ("fundus-scale",),
+           "VLSA (hybrid, GIN-IPA zoomed views)": ("fundus-scale",)}
 # what each row is, recorded in dg_real.json so a reader (readme_results.py) need not parse names:
 # a baseline, VLSA on one backbone, an ablation (VLSA without one part), a variant of one backbone
 # (the why-candidates above), or a diagnostic row
