@@ -58,6 +58,11 @@ VARIANTS = {
     "VLSA (medsam, GIN-IPA zoomed views)": ["model.backbone.name=medsam", "data.augment.views=16",
                                             "data.augment.gin_ipa=true", "data.augment.gin_ipa_p=0.5",
                                             "data.augment.view_zoom=true"],
+    # session 20: rule 2's fundus-scale choice once the zoomed rows ran (vlsa_selection_real.md), gated
+    # after that choice was made
+    "VLSA (hybrid, GIN-IPA zoomed views)": ["model.backbone.name=hybrid", "data.augment.views=16",
+                                            "data.augment.gin_ipa=true", "data.augment.gin_ipa_p=0.5",
+                                            "data.augment.view_zoom=true"],
 }
 
 
