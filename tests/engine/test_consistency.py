@@ -66,6 +66,7 @@ def test_the_term_off_keeps_every_earlier_digest():
     del tree["eval"]["lv_slice_ring"]  # the LV slice-inclusion convention of cardiac volumetry (EF)
     del tree["eval"]["tta"]  # test-time mirroring (off)
     del tree["model"]["dsu"]  # feature-statistics uncertainty (off)
+    del tree["data"]["augment"]["view_zoom"]  # bank views zoomed in image space (off)
     before = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
     assert config.digest() == before
     assert build_config({}, ["data.augment.consistency=10"]).digest() != before
