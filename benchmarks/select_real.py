@@ -55,14 +55,16 @@ CANDIDATES = (DEFAULT, "VLSA (medsam)", "VLSA (hybrid)", "VLSA w/o EM", "VLSA w/
 assert all(c in dg_real.METHODS for c in CANDIDATES)
 # a setting whose rule-2 choice the packaged config does not ship, and why
 NOT_SHIPPED = {
-    "fundus": "rule 2 chose the same on fundus-scale, the setting drishti_sdg trains (below). Not switched in "
-              "session 18, which found it with too little time left to check what the switch changes for a user: "
-              "the whole-photo pipeline's disc locator and vCDR with a frozen-encoder segmenter (never run), and the "
-              "cost of its 16-view bank (the first unit took 3,520 s of one core on an AMD EPYC, against ~3 min for "
-              "the CNN). drishti_sdg keeps the paper's VLSA (cnn) until that check; the next session's first task. "
-              "(Session 17's VLSA (DSU), chosen here before these views ran, fails rule 2 on fundus-scale.)",
-    "fundus-scale": "as for fundus: drishti_sdg keeps the paper's VLSA (cnn) until the whole-photo pipeline is "
-                    "checked with it."}
+    "fundus": "rule 2 chose the same on fundus-scale, the setting drishti_sdg trains (below), where the packaging "
+              "gate (drishti_packaging.md, `python benchmarks/packaging_check.py`: drishti_sdg trained and evaluated "
+              "as a user would, 51 Drishti-GS1 Test whole photos, 3 seeds) refuses it: whole-photo disc Dice 0.927 "
+              "against the packaged VLSA (cnn)'s 0.958, per seed -0.031 [-0.055, -0.007], and vCDR absolute error "
+              "per photo x seed +0.017 [+0.007, +0.026]. drishti_sdg keeps the paper's VLSA (cnn). (Session 17's "
+              "VLSA (DSU), chosen here before these views ran, fails rule 2 on fundus-scale.)",
+    "fundus-scale": "it fails the packaging gate (drishti_packaging.md, seeds 0 and 1): whole-photo vCDR absolute "
+                    "error per photo x seed +0.017 [+0.005, +0.030] against the packaged VLSA (cnn); so do the GIN-IPA "
+                    "views (as for fundus) and the medsam zoomed views (disc Dice -0.035 [-0.065, -0.005]). "
+                    "drishti_sdg keeps the paper's VLSA (cnn)."}
 RESULTS = ROOT / "benchmarks" / "results"
 
 
