@@ -13,8 +13,8 @@ is a clinical check, never a selection on unseen sites) the vCDR MAE against the
 experts' ratios and the disc / cup Dice at the photo's own resolution; beside them the unseen DoFE
 crops' Dice (6 crops), and, on source validation only, the Dice of the photos cut at other ROI
 scales (`scale_invariance.val_dice`: the disc at 0.62 / 0.50 / 0.40 / 0.30 of the side), the
-scale error a found disc brings to the whole-photo path. Paired over seeds (per-seed MAE) and over photos (per photo and seed,
-absolute vCDR error), with dg_stats' 95 % t intervals. Resumable: a finished run (metrics.json)
+scale error a found disc brings to the whole-photo path. Paired over seeds (per-seed MAE) and
+over photos (per photo and seed, absolute vCDR error), with dg_stats' 95 % t intervals. Resumable: a finished run (metrics.json)
 is read, not retrained; frozen-encoder banks come from the shared feature cache.
 
     python benchmarks/packaging_check.py [--variants NAME ...] [--seeds 0 1 2] [--report-only]
@@ -36,6 +36,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import dg_real  # noqa: E402
 from common import provenance, provenance_markdown  # noqa: E402
 from dg_stats import paired_difference, sample_std  # noqa: E402
 from dg_table import slug  # noqa: E402
@@ -45,25 +46,17 @@ from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 REAL = ROOT.parent / "shared" / "realdata"
 RUNS = ROOT / "benchmarks" / "runs" / "packaging"
 RESULTS = ROOT / "benchmarks" / "results"
+# the frozen-encoder banks, shared with dg_real's units (VLSA_FEATURE_CACHE_DIR overrides it)
+FEATURE_CACHE = os.environ.get("VLSA_FEATURE_CACHE_DIR", str(ROOT / "benchmarks" / "runs" / "feature_cache"))
 REFERENCE = "drishti_sdg as packaged"
-# the variants, declared before they ran: the packaged default and rule 2's fundus-scale choice
-# (benchmarks/results/vlsa_selection_real.md); DSU is session 17's earlier check, rerun here
-VARIANTS = {
-    REFERENCE: [],
-    "VLSA (medsam, GIN-IPA views)": ["model.backbone.name=medsam", "data.augment.views=16",
-                                     "data.augment.gin_ipa=true", "data.augment.gin_ipa_p=0.5"],
-    "VLSA (DSU)": ["model.dsu=0.5"],
-    # session 19, after the GIN-IPA views model failed this gate off the canonical scale: the same with
-    # each bank view zoomed in image space (data.augment.view_zoom), declared before it ran
-    "VLSA (medsam, GIN-IPA zoomed views)": ["model.backbone.name=medsam", "data.augment.views=16",
-                                            "data.augment.gin_ipa=true", "data.augment.gin_ipa_p=0.5",
-                                            "data.augment.view_zoom=true"],
-    # session 20: rule 2's fundus-scale choice once the zoomed rows ran (vlsa_selection_real.md), gated
-    # after that choice was made
-    "VLSA (hybrid, GIN-IPA zoomed views)": ["model.backbone.name=hybrid", "data.augment.views=16",
-                                            "data.augment.gin_ipa=true", "data.augment.gin_ipa_p=0.5",
-                                            "data.augment.view_zoom=true"],
-}
+# the variants, declared before they ran: the packaged default and the candidates rule 2 chose
+# (benchmarks/results/vlsa_selection_real.md), each dg_real's row of that name, so the gate trains
+# exactly the candidate that was chosen (its overrides on top of drishti_sdg); DSU is session 17's
+# earlier check, rerun here. Session 19 added the zoomed views after the GIN-IPA views failed this
+# gate off the canonical scale; session 20 the hybrid, rule 2's fundus-scale choice once they ran.
+GATED = ("VLSA (medsam, GIN-IPA views)", "VLSA (DSU)", "VLSA (medsam, GIN-IPA zoomed views)",
+         "VLSA (hybrid, GIN-IPA zoomed views)")
+VARIANTS = {REFERENCE: [], **{name: dg_real.METHODS[name] for name in GATED}}
 
 
 def run_unit(name: str, seed: int, threads: int) -> Path:
@@ -72,8 +65,7 @@ def run_unit(name: str, seed: int, threads: int) -> Path:
     if (out / "metrics.json").is_file():
         return out
     sets = [f"data.root={REAL / 'drishti-gs1'}", *VARIANTS[name], f"seed={seed}"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
-           "VLSA_FEATURE_CACHE_DIR": os.environ.get("VLSA_FEATURE_CACHE_DIR", str(ROOT / "benchmarks" / "runs" / "feature_cache"))}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "VLSA_FEATURE_CACHE_DIR": FEATURE_CACHE}
     vlsa = str(Path(sys.executable).with_name("vlsa"))
     train = [vlsa, "train", "--config", "drishti_sdg", *sum((["--set", s] for s in sets), []),
              "--threads", str(threads), "--out", str(out)]
@@ -96,10 +88,15 @@ def scale_unit(out: Path, threads: int) -> dict:
         from scale_invariance import val_dice
 
         torch.set_num_threads(threads)
-        os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(ROOT / "benchmarks" / "runs" / "feature_cache"))
+        os.environ["VLSA_FEATURE_CACHE_DIR"] = FEATURE_CACHE
         print(f"[{out}] source validation at ROI scales", flush=True)
         write_json(path, val_dice(out))
     return json.loads(path.read_text())
+
+
+def _optional_json(path: Path) -> dict | None:
+    """A run's side record (scale_val.json, wall.json), None where that step has not run."""
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def read_unit(out: Path) -> dict | None:
@@ -119,8 +116,8 @@ def read_unit(out: Path) -> dict | None:
         "photo_disc": drishti["dice"]["disc"], "photo_cup": drishti["dice"]["cup"],
         "located": photo["locator_metrics"]["DrishtiGS1"]["inside_fraction"],
         "unseen_dice": sum(d["dice"]["mean"] * d["n"] for d in unseen) / n,
-        "scale_val": json.loads((out / "scale_val.json").read_text()) if (out / "scale_val.json").is_file() else None,
-        "wall_s": json.loads((out / "wall.json").read_text())["wall_s"] if (out / "wall.json").is_file() else None,
+        "scale_val": _optional_json(out / "scale_val.json"),
+        "wall_s": (_optional_json(out / "wall.json") or {}).get("wall_s"),
         "abs_error": {c["name"]: abs(c["vcdr"] - c["experts_mean"]) for c in photo["vcdr"]["cases"]["DrishtiGS1"]},
     }
 
