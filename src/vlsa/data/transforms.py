@@ -133,7 +133,7 @@ def view_zoom_theta(images: torch.Tensor, views: torch.Tensor, cfg) -> torch.Ten
     its own, so the colour draws of `appearance_views` stay as they were), identity for view 0;
     None when view_zoom is off. The same matrix zooms the view's image (before the frozen encoder)
     and its labels, so the encoder sees what a re-scaled ROI gives it, not a warped feature map."""
-    if not getattr(cfg, "view_zoom", False):
+    if not cfg.view_zoom:
         return None
     thetas = []
     for image, v in zip(images, views.tolist()):
@@ -183,7 +183,7 @@ def augment_features(feats: list[torch.Tensor], labels: torch.Tensor, cfg, g: to
     stacked batches of B (e.g. two appearance views, for the consistency term) that all get the
     same warp, so their predictions stay pixel-aligned. Returns (warped maps, warped B x H x W labels)."""
     # with view_zoom the bank views carry the zoom (in image space): the feature warp keeps flip and rotation
-    theta = random_affine(labels.shape[0], cfg.model_copy(update={"scale": 0.0}) if getattr(cfg, "view_zoom", False)
+    theta = random_affine(labels.shape[0], cfg.model_copy(update={"scale": 0.0}) if cfg.view_zoom
                           else cfg, g)
     shared = theta.repeat(copies, 1, 1)
     return [warp(f, shared) for f in feats], warp_labels(labels, theta)
