@@ -169,7 +169,7 @@ def _pm(row: dict, key: str) -> str:
     return f"{v['mean']:.3f}" + (f" ± {v['sd']:.3f}" if len(v["by_seed"]) > 1 else "")
 
 
-def _ci(c: dict) -> str:
+def ci_text(c: dict) -> str:
     if c.get("n", 0) < 2:
         return "—"
     return f"{c['mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
@@ -193,8 +193,8 @@ def report(summary: dict, prov: dict, inter_expert: float, missing: list[tuple[s
     for name, row in summary.items():
         if "vs_reference" in row:
             c = row["vs_reference"]
-            lines.append(f"| {name} | {_ci(c['photo_vcdr_mae_per_seed'])} | {_ci(c['vcdr_abs_error_per_photo'])} | "
-                         f"{_ci(c['photo_disc_per_seed'])} | {_ci(c['unseen_dice_per_seed'])} | {gate(row)} |")
+            lines.append(f"| {name} | {ci_text(c['photo_vcdr_mae_per_seed'])} | {ci_text(c['vcdr_abs_error_per_photo'])} | "
+                         f"{ci_text(c['photo_disc_per_seed'])} | {ci_text(c['unseen_dice_per_seed'])} | {gate(row)} |")
     scaled = {name: row for name, row in summary.items() if "scale_val" in row}
     if scaled:
         keys = list(next(iter(scaled.values()))["scale_val"])

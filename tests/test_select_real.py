@@ -59,3 +59,17 @@ def test_a_fresh_checkout_keeps_the_recorded_units_and_replaces_those_read_again
     assert skipped == ["cardiac | VLSA | seed 0: unfinished (no protocol.json)", "fundus | VLSA (hybrid) | seed 0: no run"]
     assert seeds == [0, 1, 2]
     assert saved["results"]["fundus"]["VLSA (medsam)"]["s1"]["shifted"] == 0.60  # the record itself is untouched
+
+
+def test_a_setting_said_not_shipped_is_one_whose_choice_the_packaging_gate_refuses():
+    """NOT_SHIPPED's prose and the gate's recorded verdict (drishti_packaging.json) must agree: the
+    report's numbers are the gate's, read when it is written."""
+    import json
+
+    recorded = json.loads((select_real.RESULTS / "vlsa_selection_real.json").read_text())
+    for setting in select_real.NOT_SHIPPED:
+        chosen = recorded["chosen"][setting]
+        assert chosen != select_real.DEFAULT
+        reading = select_real.gate_reading(chosen)
+        assert "not packaged: worse" in reading and "vCDR absolute error per photo x seed" in reading
+    assert select_real.gate_reading("VLSA (no such row)").startswith("Not gated yet:")
