@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.conftest import tiny_overrides
 from tests.data.test_mms import _case
+from tests.data.verify_output import problems
 from vlsa.cli import main
 from vlsa.data.folder import FolderReader
 from vlsa.data.fundus import DoFEReader, encode_dofe_mask
@@ -26,13 +27,8 @@ def vlsa(*args):
 
 
 def first_problem(err: str) -> str:
-    """`vlsa verify` lists one `vlsa: error:` line per bad domain/split, then (when there are several)
-    a count line; -> the first problem's line, after checking that shape."""
-    lines = err.splitlines()
-    assert lines and all(line.startswith("vlsa: error: ") for line in lines) and "Traceback" not in err
-    if len(lines) > 1:
-        assert lines[-1].startswith(f"vlsa: error: {len(lines) - 1} problem(s): in {len(lines) - 1} domain/split(s)")
-    return lines[0]
+    """-> the first problem's line of `vlsa verify`'s stderr, after checking its shape."""
+    return problems(err)[0]
 
 
 def _label(h=16, w=16):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.data.verify_output import problems
 from vlsa import roi
 from vlsa.cli import main
 from vlsa.config import build_config, digest_tree
@@ -177,9 +178,7 @@ def test_soft_map_of_another_size_is_one_line_exit_2(tmp_path, capsys, kind):
     case = write_case(tmp_path, "Training", "drishtiGS_002", **{"disc" if kind == "OD" else "cup": small})
     assert main(["verify", "--dataset", "drishti", "--root", str(tmp_path)]) == 2
     # verify goes on past the bad file: the (here absent) Test folder is a second problem, then a count
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert all(line.startswith("vlsa: error: ") for line in lines) and lines[-1].startswith("vlsa: error: 2 problem(s)")
-    err, missing = lines[:2]
+    err, missing = problems(capsys.readouterr().err)
     assert missing == f"vlsa: error: {tmp_path / 'Test' / 'Images'}: folder not found"
     assert str(case / "SoftMap" / f"drishtiGS_002_{kind}segSoftmap.png") in err
     assert "80x60 differs from image size 160x120" in err
