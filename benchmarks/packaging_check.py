@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -40,6 +41,7 @@ import dg_real  # noqa: E402
 from common import provenance, provenance_markdown  # noqa: E402
 from dg_stats import paired_difference, sample_std  # noqa: E402
 from dg_table import slug  # noqa: E402
+from scale_invariance import val_dice  # noqa: E402
 
 from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 
@@ -80,14 +82,10 @@ def run_unit(name: str, seed: int, threads: int) -> Path:
     return out
 
 
-def scale_unit(out: Path, threads: int) -> dict:
+def scale_unit(out: Path) -> dict:
     """Source-validation Dice of the run at each ROI scale (cached in RUN/scale_val.json)."""
     path = out / "scale_val.json"
     if not path.is_file():
-        import torch
-        from scale_invariance import val_dice
-
-        torch.set_num_threads(threads)
         os.environ["VLSA_FEATURE_CACHE_DIR"] = FEATURE_CACHE
         print(f"[{out}] source validation at ROI scales", flush=True)
         write_json(path, val_dice(out))
@@ -252,8 +250,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true", help="read finished runs, train nothing")
     args = parser.parse_args()
-    import torch
-
     torch.set_num_threads(args.threads)
     if not (REAL / "drishti-gs1").is_dir():
         sys.exit(f"error: {REAL / 'drishti-gs1'}: the Drishti-GS1 release is not there")
@@ -263,7 +259,7 @@ def main() -> None:
             out = RUNS / slug(name) / f"s{seed}"
             if not args.report_only:
                 run_unit(name, seed, args.threads)
-                scale_unit(out, args.threads)
+                scale_unit(out)
             unit = read_unit(out)
             if unit is not None:
                 found.setdefault(name, {})[seed] = unit
