@@ -90,7 +90,7 @@ def test_the_dsu_rows_switch_it_on_and_the_packaged_fundus_config_keeps_it_off()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import dg_real
 
-    assert load_config("drishti_sdg", ["data.root=/x"]).model.dsu == 0  # select_real.NOT_SHIPPED: why
+    assert load_config("drishti_sdg", ["data.root=/x"]).model.dsu == 0  # DSU failed rule 2 on fundus-scale (select_real.PACKAGING)
     for setting in ("fundus", "fundus-scale"):
         assert dg_real.unit_config(setting, "VLSA", 0).model.dsu == 0
         assert dg_real.unit_config(setting, "VLSA (DSU)", 0).model.dsu == 0.5

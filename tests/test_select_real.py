@@ -61,15 +61,29 @@ def test_a_fresh_checkout_keeps_the_recorded_units_and_replaces_those_read_again
     assert saved["results"]["fundus"]["VLSA (medsam)"]["s1"]["shifted"] == 0.60  # the record itself is untouched
 
 
-def test_a_setting_said_not_shipped_is_one_whose_choice_the_packaging_gate_refuses():
-    """NOT_SHIPPED's prose and the gate's recorded verdict (drishti_packaging.json) must agree: the
-    report's numbers are the gate's, read when it is written."""
+def test_what_the_report_says_was_packaged_is_what_the_packaging_gate_decided():
+    """PACKAGING's prose and the gate's recorded verdict (drishti_packaging.json) must agree (the
+    report's numbers are the gate's, read when it is written), and drishti_sdg must train exactly the
+    gated candidate said to be packaged."""
     import json
 
+    import packaging_check
+
+    from vlsa.config import load_config
+
     recorded = json.loads((select_real.RESULTS / "vlsa_selection_real.json").read_text())
-    for setting in select_real.NOT_SHIPPED:
+    for setting, text in select_real.PACKAGING.items():
         chosen = recorded["chosen"][setting]
         assert chosen != select_real.DEFAULT
         reading = select_real.gate_reading(chosen)
-        assert "not packaged: worse" in reading and "vCDR absolute error per photo x seed" in reading
+        assert "vCDR absolute error per photo x seed" in reading
+        if text.startswith("Packaged"):
+            assert chosen == packaging_check.PACKAGED and "may ship" in reading
+        else:
+            assert text.startswith("Not packaged") and "not packaged: worse" in reading
+    packaged = load_config("drishti_sdg", ["data.root=/x"])
+    assert packaged.digest() == load_config("drishti_sdg", ["data.root=/x",
+                                                            *packaging_check.VARIANTS[packaging_check.PACKAGED]]).digest()
+    assert packaged.digest() != load_config("drishti_sdg", ["data.root=/x",
+                                                            *packaging_check.VARIANTS[packaging_check.REFERENCE]]).digest()
     assert select_real.gate_reading("VLSA (no such row)").startswith("Not gated yet:")
