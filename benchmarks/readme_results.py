@@ -167,8 +167,11 @@ HEADLINE = {"fundus": ("fundus-scale", "fundus"), "cardiac": ("cardiac",)}
 def in_readme(method: str, dataset: str = "", kind: str | None = None) -> bool:
     """Whether a row is in the README: the baselines, one VLSA row per backbone and the packaged
     default; the ablations, a backbone's variants ("VLSA (medsam, decoder 64)") and diagnostic rows
-    ("VLSA + RandConv") stay in docs/benchmarks.md. `kind`: the row's kind as dg_real.json records
-    it (dg_real.row_kind); without one (dg_table's synthetic rows) it is read from the name."""
+    ("VLSA + RandConv") stay in docs/benchmarks.md, and so do the rows scored with post-processing
+    off (the same runs again, for VLSA and nnU-Net v2 alike). `kind`: the row's kind as dg_real.json
+    records it (dg_real.row_kind); without one (dg_table's synthetic rows) it is read from the name."""
+    if method.endswith(" w/o post-processing"):
+        return False
     if kind is None:
         variant = method.startswith("VLSA") and any(mark in method for mark in ("w/o", "text=", ",", " + "))
         kind = "ablation" if variant else "vlsa"

@@ -148,6 +148,9 @@ def test_the_readme_keeps_one_row_per_backbone_and_leaves_variants_and_ablations
     assert readme_results.in_readme("VLSA (medsam)") and readme_results.in_readme("ERM U-Net + RandConv")
     assert not readme_results.in_readme("VLSA (medsam, decoder 64)")
     assert not readme_results.in_readme("VLSA w/o EM") and not readme_results.in_readme("VLSA + RandConv")
+    # a row scored with post-processing off is the same runs again: docs only, for a baseline too
+    assert readme_results.in_readme("nnU-Net v2", kind="baseline")
+    assert not readme_results.in_readme("nnU-Net v2 w/o post-processing", kind="baseline")
     # dg_real.json's recorded kind decides over the name
     assert readme_results.in_readme("VLSA, tuned", kind="vlsa") and not readme_results.in_readme("VLSA", kind="variant")
     packaged = next(iter(readme_results.PACKAGED.items()), None)
