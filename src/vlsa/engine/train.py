@@ -242,7 +242,9 @@ class Trainer:
         self.model.train()
         # a resumed run's clock continues from its last logged row, so `seconds` is the run's training time
         self.t0 = time.time() - (float(self.log_rows[-1]["seconds"] or 0) if self.log_rows else 0.0)
-        bar = tqdm(total=cfg.steps, initial=self.start_step, desc=f"train {'+'.join(self.data.sources)}",
+        # the disc locator trains after the segmenter in the same command: its bar says which is which
+        what = "train locator" if cfg.mode == "locator" else "train"
+        bar = tqdm(total=cfg.steps, initial=self.start_step, desc=f"{what} {'+'.join(self.data.sources)}",
                    unit="step", disable=self.quiet or not self.main, dynamic_ncols=True)
         running, step = [], self.start_step
         with StopSignals() as stop:
