@@ -15,8 +15,9 @@ experts' ratios and the disc / cup Dice at the photo's own resolution; beside th
 crops' Dice (6 crops), and, on source validation only, the Dice of the photos cut at other ROI
 scales (`scale_invariance.val_dice`: the disc at 0.62 / 0.50 / 0.40 / 0.30 of the side), the
 scale error a found disc brings to the whole-photo path. Paired over seeds (per-seed MAE) and
-over photos (per photo and seed, absolute vCDR error), with dg_stats' 95 % t intervals. Resumable: a finished run (metrics.json)
-is read, not retrained; frozen-encoder banks come from the shared feature cache.
+over photos (per photo and seed, absolute vCDR error), with dg_stats' 95 % t intervals.
+Resumable: a finished run (metrics.json) is read, not retrained; frozen-encoder banks come from the
+shared feature cache.
 
     python benchmarks/packaging_check.py [--variants NAME ...] [--seeds 0 1 2] [--report-only]
 
@@ -49,8 +50,6 @@ from vlsa.utils.atomic import write_json, write_text  # noqa: E402
 REAL = ROOT.parent / "shared" / "realdata"
 RUNS = ROOT / "benchmarks" / "runs" / "packaging"
 RESULTS = ROOT / "benchmarks" / "results"
-# the frozen-encoder banks, shared with dg_real's units (VLSA_FEATURE_CACHE_DIR overrides it)
-FEATURE_CACHE = os.environ.get("VLSA_FEATURE_CACHE_DIR", str(ROOT / "benchmarks" / "runs" / "feature_cache"))
 # what each candidate is paired against: drishti_sdg with the paper's VLSA (cnn), its packaged segmenter
 # until the hybrid with GIN-IPA zoomed views passed this gate (session 21); pinned by dg_real's overrides
 REFERENCE = "drishti_sdg with VLSA (cnn)"
@@ -63,7 +62,8 @@ GATED = ("VLSA (medsam, GIN-IPA views)", "VLSA (DSU)", "VLSA (medsam, GIN-IPA zo
          "VLSA (hybrid, GIN-IPA zoomed views)")
 VARIANTS = {REFERENCE: dg_real.PAPER_SEGMENTER, **{name: dg_real.METHODS[name] for name in GATED}}
 # what drishti_sdg trains now: rule 2's fundus-scale choice, which this gate did not refuse (3 seeds)
-PACKAGED = "VLSA (hybrid, GIN-IPA zoomed views)"
+PACKAGED = dg_real.PACKAGED_DEFAULT["fundus-scale"]
+assert PACKAGED in GATED
 
 
 def run_unit(name: str, seed: int, threads: int) -> Path:
@@ -72,7 +72,7 @@ def run_unit(name: str, seed: int, threads: int) -> Path:
     if (out / "metrics.json").is_file():
         return out
     sets = [f"data.root={REAL / 'drishti-gs1'}", *VARIANTS[name], f"seed={seed}"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "VLSA_FEATURE_CACHE_DIR": FEATURE_CACHE}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # the feature cache dir main() set
     vlsa = str(Path(sys.executable).with_name("vlsa"))
     train = [vlsa, "train", "--config", "drishti_sdg", *sum((["--set", s] for s in sets), []),
              "--threads", str(threads), "--out", str(out)]
@@ -91,7 +91,6 @@ def scale_unit(out: Path) -> dict:
     """Source-validation Dice of the run at each ROI scale (cached in RUN/scale_val.json)."""
     path = out / "scale_val.json"
     if not path.is_file():
-        os.environ["VLSA_FEATURE_CACHE_DIR"] = FEATURE_CACHE
         print(f"[{out}] source validation at ROI scales", flush=True)
         write_json(path, val_dice(out))
     return json.loads(path.read_text())
@@ -257,6 +256,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="read finished runs, train nothing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # the frozen-encoder banks, shared with dg_real's units, for the runs and the ROI-scale check
+    os.environ.setdefault("VLSA_FEATURE_CACHE_DIR", str(ROOT / "benchmarks" / "runs" / "feature_cache"))
     if not (REAL / "drishti-gs1").is_dir():
         sys.exit(f"error: {REAL / 'drishti-gs1'}: the Drishti-GS1 release is not there")
     found: dict = {}

@@ -154,10 +154,11 @@ def gate_reading(name: str) -> str:
     `packaging_check.py`: drishti_sdg trained and evaluated as a user would, scored on the 51
     Drishti-GS1 Test whole photos), as one sentence for the report."""
     path = RESULTS / "drishti_packaging.json"
-    row = json.loads(path.read_text())["summary"].get(name) if path.is_file() else None
+    summary = json.loads(path.read_text())["summary"] if path.is_file() else {}
+    row = summary.get(name)
     if not row or "vs_reference" not in row:
         return f"Not gated yet: `python benchmarks/packaging_check.py --variants \"{name}\"`."
-    c, ref = row["vs_reference"], json.loads(path.read_text())["summary"][packaging_check.REFERENCE]
+    c, ref = row["vs_reference"], summary[packaging_check.REFERENCE]
     return (f"Packaging gate (drishti_packaging.md, `python benchmarks/packaging_check.py`, {len(row['seeds'])} "
             f"seed(s), 51 Drishti-GS1 Test whole photos): {packaging_check.gate(row)}. Whole-photo disc Dice "
             f"{row['photo_disc']['mean']:.3f} against the paper's VLSA (cnn)'s {ref['photo_disc']['mean']:.3f}, per "
