@@ -6,7 +6,7 @@ The digests are hard-coded on purpose: the refactor had to be bit-identical, and
 generator (src/vlsa/data/synth, frozen by its own digest test) writes the same images on every
 machine, so the pre-refactor code's digest is the reference. They depend on torch's CPU kernels,
 hence the torch version they were made with is part of the key (another torch skips, saying so),
-so is the CPU's kernel set (REFERENCE_BY_CPU), and the runs use one thread. A change that is MEANT
+so is the CPU's kernel set (REFERENCE_BY_CPU, keyed by kernel_kind()), and the runs use one thread. A change that is MEANT
 to change training (a new augmentation draw, another split) changes them: regenerate with
 `PYTHONPATH=src python -m tests.engine.test_train_bit_identity` and say why in the commit.
 """
@@ -39,7 +39,27 @@ REFERENCE_BY_CPU = {
         "unet-ema-consistency": "4ff37bc01d8a26daeac7df42a2f77f59c1c8b1b308222cce1cbaa150e779dac2",
         "vlsa-cached-ema-consistency": "5dfaaa06c583b4b802398b4d2eff4d92dda3f733ca65d75453a6b810d5ecf8e0",
     },
+    # An AMD EPYC whose AVX-512 has the BF16 extension (/proc/cpuinfo avx512_bf16): torch reports the
+    # same capability, AVX512, as the reference machine, but its kernels round differently. Made with
+    # commit 4a2a828 (which passed against REFERENCE on CI) and equal at the commit adding them.
+    "AVX512+BF16": {
+        "unet": "65b6b040447bbdf2694a5f4f7460cab4eecc2e90a9f2294248acba125522547f",
+        "unet-ema-consistency": "9c618e23ad72d0b98f0366432b625379ec0e34636cda6642ed5322b735c810ea",
+        "vlsa-cached-ema-consistency": "80c9fce27cb5752dcb21566728b8bc7faf9878d57f0ce56190d928c46c7a9b55",
+    },
 }
+
+
+def kernel_kind() -> str:
+    """torch's CPU capability (AVX2, AVX512, ...), with +BF16 where the CPU has AVX-512 BF16: the
+    key of the reference digests (machines of one capability differ there)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            bf16 = "avx512_bf16" in fh.read()
+    except OSError:
+        bf16 = False
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability + ("+BF16" if bf16 and capability == "AVX512" else "")
 
 VLSA_TINY = ["model.name=vlsa", "model.decoder.dim=16", "model.decoder.embed_dim=16", "model.em.k=8",
              "model.backbone.cnn_width=8"]
@@ -115,7 +135,7 @@ def test_a_short_run_reproduces_the_reference_digest(fundus_root, tmp_path, monk
         run = _train(name, fundus_root, tmp_path / name, monkeypatch)
     finally:
         torch.set_num_threads(threads)
-    expected = REFERENCE_BY_CPU.get(torch.backends.cpu.get_cpu_capability(), REFERENCE)[name]
+    expected = REFERENCE_BY_CPU.get(kernel_kind(), REFERENCE)[name]
     assert run_digest(run) == expected
 
 
@@ -150,6 +170,7 @@ def _print_reference() -> None:  # pragma: no cover - the regeneration helper na
 
         os.environ["VLSA_CACHE"] = str(Path(tmp) / "cache")
         root = generate_fundus(Path(tmp) / "fundus", per_domain=10, size=64, seed=0)
+        print(f"# kernel kind {kernel_kind()}")
         print(f'    "torch": "{torch.__version__.split("+")[0]}",')
         for name in RUNS:
             run = _train(name, root, Path(tmp) / name, _Patch())
