@@ -27,6 +27,29 @@ def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path):
     assert err.startswith("vlsa: error: ") and message in err
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--config", "drishti_sdg", "--set", "data.root=/nonexistent/x"],
+     "/nonexistent/x: dataset root not found (config key 'data.root')"),
+    (["train", "--config", "drishti_sdg", "--set", "data.root=.", "--set", "data.target_datasets.dofe.root=/nonexistent/x"],
+     "config key 'data.target_datasets.dofe.root': /nonexistent/x not found"),
+    (["protocol", "--config", "drishti_sdg", "--mode", "single-source", "--set", "data.root=/nonexistent/x"],
+     "/nonexistent/x: dataset root not found"),
+    (["evaluate", "--run", "/nonexistent/run"], "/nonexistent/run: run directory not found"),
+    (["predict", "--run", "/nonexistent/run", "--input", "/nonexistent/x.png", "--output", "out"],
+     "/nonexistent/x.png: input not found"),
+    (["predict", "--run", "/nonexistent/run", "--input", ".", "--output", "out"], "/nonexistent/run: run directory not found"),
+    (["diagnose", "--run", "/nonexistent/run"], "/nonexistent/run: run directory not found"),
+])
+def test_a_mistyped_path_is_reported_before_the_engine_is_imported(argv, message, tmp_path):
+    """A new user's mistyped data.root took 12 s to report, behind the torch/MONAI imports: paths are
+    checked first, so the process ends without having imported torch, and writes nothing."""
+    code = f"import sys\nfrom vlsa.cli import main\nrc = main({argv!r})\nprint(rc, 'torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.stdout.split() == ["2", "False"]
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # no run or output folder begun
+
+
 def test_help_of_every_subcommand(capsys):
     for sub in ("synth", "verify", "train", "evaluate", "predict", "protocol", "demo"):
         with pytest.raises(SystemExit) as exc:

@@ -98,7 +98,7 @@ def _export(args) -> None:
 
 def _train(args) -> None:
     from vlsa.config import load_config
-    from vlsa.engine.train import train
+    from vlsa.preflight import check_roots
 
     if args.devices and args.devices > 1:
         from vlsa.engine.distributed import launch
@@ -115,6 +115,10 @@ def _train(args) -> None:
     if args.resume and args.out is None and args.config is None and not sets:
         raise VlsaError("--resume needs --out RUN_DIR (the run to continue), or the --config/--set it was started with")
     config = None if (args.resume and args.config is None and not sets) else load_config(args.config, sets)
+    if config is not None:
+        check_roots(config.data)  # before the engine's imports: a mistyped root fails in a second, not ten
+    from vlsa.engine.train import train
+
     out = args.out or default_run_dir(config)
     run = train(config, out, resume=args.resume)
     import torch.distributed as dist
@@ -126,6 +130,9 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
+    from vlsa.preflight import existing_run
+
+    existing_run(args.run)  # before the engine's imports, as for train's roots
     from vlsa.engine.evaluate import evaluate_run
     from vlsa.engine.threads import use_threads
 
@@ -140,6 +147,10 @@ def _evaluate(args) -> None:
 
 
 def _predict(args) -> None:
+    from vlsa.preflight import existing_inputs, existing_run
+
+    existing_inputs(args.input or [])  # the order predict_paths checks them in, before the engine's imports
+    existing_run(args.run)
     from vlsa.engine.predict import predict_paths
     from vlsa.engine.threads import use_threads
 
@@ -154,10 +165,13 @@ def _predict(args) -> None:
 
 def _protocol(args) -> None:
     from vlsa.config import load_config
+    from vlsa.preflight import check_roots
+
+    config = load_config(args.config, _overrides(args.set))
+    check_roots(config.data)  # before the engine's imports, as for train
     from vlsa.engine.protocol import protocol_markdown, run_protocol
     from vlsa.engine.threads import use_threads
 
-    config = load_config(args.config, _overrides(args.set))
     use_threads(config.train.threads)  # training sets it again per run; evaluating a cached run needs it too
     out = args.out or f"runs/protocol-{config.data.dataset}-{config.model.name}-{args.mode}-s{config.seed}"
     result = run_protocol(config, args.mode, out)
@@ -166,6 +180,9 @@ def _protocol(args) -> None:
 
 
 def _diagnose(args) -> None:
+    from vlsa.preflight import existing_run
+
+    existing_run(args.run)
     from vlsa.diagnostics.run import diagnose_run
 
     diagnose_run(args.run, data=args.data, domains=args.domains, max_pixels=args.max_pixels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlsa.errors import DataError
+from vlsa.errors import ConfigError, DataError
 
 DATASETS = ("fundus", "riga", "mms", "nnunet", "folder", "drishti", "acdc", "sunnybrook")
 
@@ -48,6 +48,14 @@ def open_reader(dataset: str, root: str | Path, spacing: float | None = None, te
 
         return SunnybrookReader(root, spacing=spacing)
     raise DataError(None, f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
+
+
+def missing_target_root(name: str, root) -> ConfigError:
+    """The error for a target dataset whose folder is not there, e.g. a packaged config's conventional
+    path (../shared/realdata/...) on another machine: it names the way to point it elsewhere."""
+    return ConfigError(f"config key 'data.target_datasets.{name}.root': {root} not found; point it at the dataset "
+                       f"with --set data.target_datasets.{name}.root=PATH (or train without other datasets' "
+                       "targets: --set data.target_datasets={})")
 
 
 def check_domains(requested: list[str], available: list[str], what: str, root) -> None:

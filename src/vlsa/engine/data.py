@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlsa.data.domains import check_domains, open_reader
+from vlsa.data.domains import check_domains, missing_target_root, open_reader
 from vlsa.data.sample import Sample
 from vlsa.data.splits import hash_pick
 from vlsa.engine.geometry import Geometry, geometry_for, normalise, to_model
@@ -172,9 +172,7 @@ def open_target_datasets(config, spec) -> list[TargetDataset]:
             raise ConfigError(f"{key}.root: required for dataset {target.dataset!r}")
         root = Path(target.root) if target.root is not None else synthetic_root(target.dataset, config.data.synth)
         if not root.is_dir():  # a packaged config's conventional path (../shared/realdata/...) elsewhere
-            raise ConfigError(f"config key 'data.target_datasets.{name}.root': {root} not found; point it at the dataset with "
-                              f"--set data.target_datasets.{name}.root=PATH (or train without other datasets' "
-                              "targets: --set data.target_datasets={})")
+            raise missing_target_root(name, root)
         if (target.dataset, root.resolve()) == own:
             raise ConfigError(f"{key}: is the run's own dataset ({target.dataset} at {root}); "
                               "list its domains in data.targets instead")

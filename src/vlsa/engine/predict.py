@@ -32,10 +32,12 @@ from vlsa.engine.inference import check_tta, model_logits
 from vlsa.engine.runinfo import resolve_device
 from vlsa.engine.training_inputs import far_from_training
 from vlsa.errors import DataError
+from vlsa.preflight import existing_inputs
 from vlsa.report.overlay import draw_contours, grid, to_rgb
 
 
 def collect_inputs(paths: list[str | Path]) -> list[Path]:
+    existing_inputs(paths)
     files = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -47,8 +49,6 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
             if not (is_image(p) or is_nifti(p)):
                 raise DataError(p, "unsupported file type (expected PNG/JPEG/BMP/TIFF, NIfTI or DICOM)")
             files.append(p)
-        else:
-            raise DataError(p, "input not found")
     seen: dict[str, Path] = {}
     for f in files:
         if stem(f) in seen:
