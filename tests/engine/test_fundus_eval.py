@@ -52,6 +52,13 @@ def test_evaluate_adds_vcdr_the_whole_photo_path_and_the_locator_metric(photo_ru
     assert "disc found 6/6, inside the ROI 6/6" in printed
     report = (photo_run / "report.html").read_text()
     assert "Vertical cup-to-disc ratio" in report and "Whole photographs" in report and 'src="vcdr.png"' in report
+    # metrics.md carries the same numbers (a new user looked for vCDR there and found only Dice)
+    md = (photo_run / "metrics.md").read_text()
+    assert "## Vertical cup-to-disc ratio" in md and "![Bland-Altman plot of vCDR](vcdr.png)" in md
+    assert f"| ROI | DrishtiGS1 | 6 | {roi_vcdr['mae']:.3f} |" in md
+    assert f"| whole photo | DrishtiGS1 | 6 | {whole['vcdr']['domains']['DrishtiGS1']['mae']:.3f} |" in md
+    assert "## Whole photographs" in md and f"| {dice['disc']:.3f} | {dice['cup']:.3f} |" in md
+    assert "### Disc locator" in md and "| DrishtiGS1 | 6 | 6 | 6 |" in md
 
 
 def test_evaluating_the_locator_run_itself_is_refused_with_the_way_to_do_it(photo_run, capsys):

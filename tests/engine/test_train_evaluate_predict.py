@@ -10,6 +10,7 @@ from tests.conftest import tiny_overrides, train_tiny_run
 from vlsa.cli import main
 from vlsa.config import build_config
 from vlsa.engine.evaluate import evaluate_run
+from vlsa.engine.runinfo import source_revision
 from vlsa.engine.train import learning_rate, train
 
 
@@ -24,6 +25,7 @@ def test_run_directory_contents(fundus_run):
     run = json.loads((fundus_run / "run.json").read_text())
     assert run["seed"] == 0 and run["versions"]["torch"] == torch.__version__
     assert run["sources"] == ["Domain1"] and "Domain1" not in run["targets"]
+    assert run["source"] == source_revision()  # this checkout's commit (None for a wheel install)
     state = torch.load(fundus_run / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 6 and state["config_hash"] and state["vlsa_version"]
     assert not list(fundus_run.rglob("*.partial*"))
@@ -43,7 +45,13 @@ def test_evaluate_writes_metrics_in_the_documented_shape(fundus_run, capsys):
     assert (fundus_run / "metrics.csv").read_text().startswith("domain,role,n,metric,class,value,sd")
     assert "| Domain1 | source |" in (fundus_run / "metrics.md").read_text()
     assert (fundus_run / "overlays" / "Domain2.png").is_file()
-    assert "unseen mean" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "unseen mean" in printed.out
+    # every domain here has 2-5 test cases: the user is told such means are anecdotes, in both places
+    sizes = ", ".join(f"{name} (n={d['n']})" for name, d in metrics["domains"].items())
+    few = f"fewer than 10 cases in {sizes}"
+    assert f"vlsa: warning: {few}" in printed.err
+    assert f"- F{few[1:]}" in (fundus_run / "metrics.md").read_text()
 
 
 def test_predict_png_keeps_size_and_name(fundus_run, tmp_path):

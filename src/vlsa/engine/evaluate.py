@@ -32,17 +32,24 @@ from vlsa.engine.inference import SCORING_VERSION, predict_prepared, score, scor
 from vlsa.engine.runinfo import resolve_device
 from vlsa.errors import DataError, VlsaError
 from vlsa.models import build_model
+from vlsa.preflight import existing_run
 from vlsa.report.clinical import clinical_markdown, clinical_rows
 from vlsa.report.overlay import case_panel, stack_panels, to_rgb
-from vlsa.report.tables import console, domain_table, metrics_csv, metrics_markdown, unfinished
+from vlsa.report.tables import (
+    console,
+    domain_table,
+    metrics_csv,
+    metrics_markdown,
+    small_sample_note,
+    unfinished,
+)
+from vlsa.report.vcdr import fundus_markdown
 from vlsa.utils.atomic import write_json, write_text
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     """-> (config, spec, model in eval mode) from a run directory."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise VlsaError(f"{run_dir}: run directory not found")
+    run_dir = existing_run(run_dir)
     state = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
     config = load_config(run_dir / "config.yaml")
     if state.get("config_hash") != config.digest():
@@ -284,7 +291,7 @@ def write_outputs(run_dir: Path, name: str, result: dict, overlay_rows: dict, qu
     dataset) and, unless `quiet`, the tables printed."""
     write_json(run_dir / f"{name}.json", result)
     write_text(run_dir / f"{name}.csv", metrics_csv(result))
-    write_text(run_dir / f"{name}.md", metrics_markdown(result) + clinical_markdown(result))
+    write_text(run_dir / f"{name}.md", metrics_markdown(result) + clinical_markdown(result) + fundus_markdown(result))
     from vlsa.data.io import write_png
 
     folder = run_dir / ("overlays" if name == "metrics" else f"overlays_{name.removeprefix('metrics_')}")
@@ -293,6 +300,8 @@ def write_outputs(run_dir: Path, name: str, result: dict, overlay_rows: dict, qu
             write_png(folder / f"{key}.png", panel)
     if not quiet:
         print(console(domain_table(result, "dice")))
+        if (few := small_sample_note(result)) is not None:
+            print(f"vlsa: warning: {few}", file=sys.stderr)
         if result.get("clinical"):
             print(console(clinical_rows(result)))
         if name != "metrics":

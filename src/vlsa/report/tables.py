@@ -78,10 +78,26 @@ def unfinished(metrics: dict, run: str = "RUN") -> str | None:
             f"the checkpoint of step {at}, not of the finished run; continue with `vlsa train --out {run} --resume`.")
 
 
+# a domain mean over fewer cases than this is flagged: with ~0.05 Dice spread per image, the 95 %
+# interval of a mean of n images is about +-0.1/sqrt(n), wider than most method differences
+SMALL_N = 10
+
+
+def small_sample_note(metrics: dict) -> str | None:
+    """The line that names the domains scored on fewer than SMALL_N cases (e.g. the DoFE sample's 2
+    crops per site), or None when every domain has enough."""
+    few = [f"{name} (n={d['n']})" for name, d in metrics["domains"].items() if d["n"] < SMALL_N]
+    if not few:
+        return None
+    return (f"fewer than {SMALL_N} cases in {', '.join(few)}: a mean over so few images is an anecdote, not an "
+            "estimate for the site; pool sites or score the full release before comparing methods.")
+
+
 def annotation_notes(metrics: dict) -> list[str]:
     """One line per dataset with a label rule (e.g. Drishti-GS1's expert agreement threshold),
     and per domain whose regions are not annotated in every case (scored on fewer cases)."""
     notes = [] if (state := unfinished(metrics)) is None else [state]
+    notes += [] if (few := small_sample_note(metrics)) is None else [few[0].upper() + few[1:]]
     rules = {metrics["dataset"]: metrics.get("label_rule")}
     rules |= {name: t.get("label_rule") for name, t in metrics.get("target_datasets", {}).items()}
     notes += [f"Labels of {name}: {rule}." for name, rule in rules.items() if rule is not None]
