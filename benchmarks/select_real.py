@@ -58,9 +58,10 @@ assert all(c in dg_real.METHODS for c in CANDIDATES)
 # "{gate}" is the packaging gate's reading of the chosen candidate, from drishti_packaging.json when the
 # report is written (`gate_reading`), so the numbers are the gate's latest, never a copy
 PACKAGING = {
-    "fundus": "Not packaged: rule 2 chose VLSA (hybrid, GIN-IPA zoomed views) on fundus-scale, the setting "
-              "drishti_sdg trains (below), and drishti_sdg packages that. {gate} (Session 17's VLSA (DSU), chosen "
-              "here before these views ran, fails rule 2 on fundus-scale.)",
+    "fundus": "Packaged in drishti_sdg (session 21): the same choice as on fundus-scale (below), the setting "
+              "drishti_sdg trains. {gate} (Before this row ran here, in session 22, this setting chose VLSA "
+              "(medsam, GIN-IPA views), which fails the gate, and before that session 17's VLSA (DSU), which fails "
+              "rule 2 on fundus-scale.)",
     "fundus-scale": "Packaged in drishti_sdg (session 21). {gate} The GIN-IPA views (as for fundus) and the medsam "
                     "zoomed views fail the gate (drishti_packaging.md)."}
 RESULTS = ROOT / "benchmarks" / "results"
@@ -170,7 +171,10 @@ def report(results: dict, skipped: list[str], prov: dict, seeds) -> str:
     lines = ["# VLSA configuration chosen on real source data", "",
              "The real-data units of `dg_real.py` (fundus and fundus-scale: Drishti-GS1 source; cardiac: ACDC "
              "source), read back. The fundus-scale units' run folders came from `dg_real.py --retrain` (session 18, "
-             "their committed records untouched), so their columns are those of the retrained runs. "
+             "their committed records untouched), so their columns are those of the retrained runs; so did the "
+             "fundus units of VLSA (hybrid, GIN-IPA zoomed views) (session 22, on an AMD EPYC whose AVX-512 has "
+             "BF16, so OpenVINO ran the encoder's transformer stages in bf16: unseen 0.812 against the records' "
+             "0.811). "
              "**Chosen by source validation only** (clean and under `source_shift.py`'s generic "
              "corruptions): the same-site test and unseen columns are shown after the choice, never used for it. "
              "Mean ± sample std (ddof 1) over seeds.", "",
@@ -184,7 +188,9 @@ def report(results: dict, skipped: list[str], prov: dict, seeds) -> str:
              "--settings fundus cardiac` after dg_real's units, and for fundus-scale `python benchmarks/dg_real.py "
              "--retrain --settings fundus-scale --methods VLSA 'VLSA (DSU)' 'VLSA text=none' --runs "
              "benchmarks/runs/retrained --out benchmarks/runs/retrained_results`, then `python "
-             "benchmarks/select_real.py --settings fundus-scale --runs benchmarks/runs/retrained` "
+             "benchmarks/select_real.py --settings fundus-scale --runs benchmarks/runs/retrained` (for fundus, "
+             "`--retrain --settings fundus --methods 'VLSA (hybrid, GIN-IPA zoomed views)'` and `--settings fundus` "
+             "with the same --runs) "
              "(`--report-only` rebuilds this file from `vlsa_selection_real.json`).", "", provenance_markdown(prov)]
     for setting in SETTINGS:
         by_name = results.get(setting)
