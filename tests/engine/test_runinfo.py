@@ -23,7 +23,11 @@ def test_source_revision_is_the_checkout_commit_and_says_when_tracked_files_chan
     _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
     assert source_revision(package) == {"commit": _git(tmp_path, "rev-parse", "HEAD"), "dirty": False}
     (tmp_path / "notes.txt").write_text("untracked files are not the code that ran\n")
-    assert source_revision(package)["dirty"] is False
+    (tmp_path / "results.md").write_text("one\n")
+    _git(tmp_path, "add", "results.md")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "two")
+    (tmp_path / "results.md").write_text("a benchmark rewrote its results: not the package's code\n")
+    assert source_revision(package) == {"commit": _git(tmp_path, "rev-parse", "HEAD"), "dirty": False}
     (package / "__init__.py").write_text("x = 2\n")
     assert source_revision(package)["dirty"] is True
 
