@@ -210,6 +210,9 @@ def test_readme_fundus_block_runs_as_written(realdata, tmp_path, monkeypatch, ca
     metrics = json.loads((tmp_path / "runs" / "drishti" / "metrics.json").read_text())
     assert list(metrics["domains"]) == ["DrishtiGS1", "dofe/Domain2", "dofe/Domain3", "dofe/Domain4"]
     assert metrics["domains"]["dofe/Domain2"]["role"] == "target" and (tmp_path / "runs/drishti/report.html").is_file()
+    # the comment's promise: vCDR against the experts in metrics.md (ROI and whole photo, through the locator)
+    md = (tmp_path / "runs" / "drishti" / "metrics.md").read_text()
+    assert "## Vertical cup-to-disc ratio" in md and "| whole photo | DrishtiGS1 |" in md
     crop = next((realdata / "dofe-samples" / "Domain2" / "test" / "ROIs" / "image").iterdir())
     label = np.asarray(Image.open(tmp_path / "outputs" / "fundus" / crop.name))
     assert label.shape == np.asarray(Image.open(crop)).shape[:2] and set(np.unique(label)) <= {0, 1, 2}
