@@ -19,7 +19,7 @@ def provenance(device: str = "cpu") -> dict:
         "machine": {"cores": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
                     "device": device, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        "source": source_revision(),  # the vlsa commit that wrote the file (None outside a git checkout)
+        "git": source_revision(),  # the vlsa commit that wrote the file (None outside a git checkout)
     }
 
 
@@ -29,4 +29,4 @@ def provenance_markdown(p: dict) -> str:
             f"{m['platform']}, device {m['device']}{' (' + m['gpu'] + ')' if m['gpu'] else ''}\n"
             f"- torch {p['versions']['torch']}, python {p['versions']['python']}\n"
             + (f"- vlsa commit {src['commit'][:12]}{' (with uncommitted changes)' if src['dirty'] else ''}\n"
-               if (src := p.get("source")) else ""))
+               if (src := p.get("git")) else ""))

@@ -25,7 +25,7 @@ def test_run_directory_contents(fundus_run):
     run = json.loads((fundus_run / "run.json").read_text())
     assert run["seed"] == 0 and run["versions"]["torch"] == torch.__version__
     assert run["sources"] == ["Domain1"] and "Domain1" not in run["targets"]
-    assert run["source"] == source_revision()  # this checkout's commit (None for a wheel install)
+    assert run["git"] == source_revision()  # this checkout's commit (None for a wheel install)
     state = torch.load(fundus_run / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 6 and state["config_hash"] and state["vlsa_version"]
     assert not list(fundus_run.rglob("*.partial*"))

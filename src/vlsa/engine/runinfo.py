@@ -50,7 +50,7 @@ def environment(device: str | None = None) -> dict:
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
                     "device": device, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "command": " ".join(sys.argv),
-        "source": source_revision(),  # the vlsa commit (None outside a git checkout)
+        "git": source_revision(),  # the vlsa commit (None outside a git checkout); not "sources", the domains
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
