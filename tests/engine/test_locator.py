@@ -100,3 +100,18 @@ def test_the_trained_locator_finds_discs_at_known_places_and_sizes(photo_run, ph
         zoomed = locator.locate(crop)
         assert zoomed.found and _error(zoomed, inner, 2 * diameter) < 0.25
 
+
+
+def test_the_next_command_is_printed_once_the_locator_has_trained_not_before(fundus_root, tmp_path, capsys):
+    """A new user ran `vlsa evaluate` on the 'next:' line the segmenter printed, while the locator
+    was still training: with a locator to follow, the segmenter says so and the locator says next."""
+    config = build_config({}, tiny_overrides(fundus_root, steps=2) + ["train.locator.enabled=true", "train.locator.size=32",
+                                                                      "train.locator.steps=2"])
+    out = tmp_path / "run"
+    train(config, out)
+    lines = capsys.readouterr().out.splitlines()
+    ahead = [i for i, line in enumerate(lines) if "disc locator trains next" in line]
+    located = [i for i, line in enumerate(lines) if line.startswith("locator: best validation disc Dice")]
+    assert len(ahead) == 1 and len(located) == 1 and ahead[0] < located[0]
+    assert [line for line in lines if line.startswith("next: ")] == [f"next: vlsa evaluate --run {out} --report"]
+    assert lines[located[0] + 1] == f"next: vlsa evaluate --run {out} --report"

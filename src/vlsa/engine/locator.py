@@ -37,7 +37,7 @@ from vlsa.data.spec import FUNDUS, DatasetSpec
 from vlsa.engine.data import Prepared, domains_of, open_configured, split_train_val
 from vlsa.engine.geometry import Geometry, normalise
 from vlsa.engine.letterbox import letterbox, letterbox_mask
-from vlsa.engine.run_folder import finished_steps, last_path
+from vlsa.engine.run_folder import best_path, finished_steps, last_path, next_step
 from vlsa.engine.train import TrainData, Trainer, train
 from vlsa.errors import VlsaError
 
@@ -139,8 +139,11 @@ class LocatorTrainer(Trainer):
         super().__init__(config, out, quiet=quiet, data=locator_data)
 
     def summarise(self) -> str:
+        run = Path(self.out).parent
+        after = Path(self.out) == locator_dir(run) and best_path(run).is_file()  # RUN/locator of a segmenter
         return (f"locator: best validation disc Dice {self.best['score']:.3f} at step {self.best['step']} "
-                f"({self.out}; vlsa predict and evaluate on the run above use it)")
+                f"({self.out}; vlsa predict and evaluate on the run above use it)"
+                + (f"\n{next_step(run)}" if after else ""))
 
 
 def trainer_class(config: Config) -> type[Trainer]:

@@ -125,10 +125,16 @@ def finished_steps(out: str | Path) -> int:
     return int(load_checkpoint(last)["step"]) if last.is_file() else 0
 
 
-def summary(out: Path, best: dict, checkpoint: Path) -> str:
-    """The lines printed when training ends: best validation Dice, its step, the checkpoint, next."""
+def next_step(out: Path) -> str:
+    return f"next: vlsa evaluate --run {out} --report"
+
+
+def summary(out: Path, best: dict, checkpoint: Path, locator_follows: bool = False) -> str:
+    """The lines printed when training ends: best validation Dice, its step, the checkpoint, and
+    the next command, or, when the disc locator trains next in the same command (`locator_follows`),
+    that it does (a new user ran evaluate while it was still training)."""
     first = (f"no source validation split: the last weights (step {best['step']}) are kept" if np.isnan(best["score"])
              else f"best source validation Dice {best['score']:.3f} at step {best['step']}")
-    return (f"{first}\n"
-            f"checkpoint: {checkpoint}\n"
-            f"next: vlsa evaluate --run {out} --report")
+    last = ("the whole-photo disc locator trains next (train.locator), then the run is ready" if locator_follows
+            else next_step(out))
+    return f"{first}\ncheckpoint: {checkpoint}\n{last}"

@@ -374,7 +374,9 @@ class Trainer:
                 record(self.out, self.config, self.data.spec, self.data.val_set, self.device)
 
     def summarise(self) -> str:
-        return run_folder.summary(self.out, self.best, run_folder.best_path(self.out))
+        cfg = self.config.train
+        return run_folder.summary(self.out, self.best, run_folder.best_path(self.out),
+                                  locator_follows=cfg.mode == "segmentation" and cfg.locator.enabled)
 
 
 def train(config: Config | None, out: str | Path, resume: bool = False, stop_at: int | None = None,
