@@ -15,6 +15,7 @@ from vlsa.cli import main
 from vlsa.config import build_config
 from vlsa.engine.evaluate import evaluate_run
 from vlsa.engine.train import train
+from vlsa.report.tables import scored_on
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,11 @@ def test_evaluate_scores_every_dataset_with_its_own_reader_into_one_table(cross_
     md = (cross_run / "metrics.md").read_text()
     assert "- Labels of fundus: DoFE grey levels" in md and "- Labels of crops: DoFE grey levels" in md
     assert "| crops/Domain3 | unseen |" in md and "| nn/Domain2 | unseen |" in md
+    # what was scored, per dataset (a target dataset may score all its images: the DoFE sample's crops)
+    assert "Scored per image; fundus: test split; target datasets crops: test split, nn: test split." in md
+    with_all = {**metrics, "target_datasets": {**metrics["target_datasets"],
+                                               "nn": {**metrics["target_datasets"]["nn"], "split": "all"}}}
+    assert scored_on(with_all).endswith("crops: test split, nn: all images (all splits)")
     unseen = [v["dice"]["mean"] for v in d.values() if v["role"] == "target"]
     assert f"| unseen mean |  | {sum(v['n'] for v in d.values() if v['role'] == 'target')} |" in md
     assert len(unseen) == 6

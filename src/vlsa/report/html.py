@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from vlsa.report.tables import annotation_notes, domain_table
+from vlsa.report.tables import annotation_notes, domain_table, scored_on
 from vlsa.utils.atomic import write_text
 
 
@@ -44,8 +44,7 @@ def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Dataset <b>{html.escape(metrics['dataset'])}</b>; trained on <b>{html.escape(', '.join(metrics['source']))}</b>; "
-        f"evaluated per {html.escape(metrics.get('unit_of_evaluation', 'image'))} on each domain's "
-        f"{'images (all splits)' if metrics.get('split') == 'all' else 'test split'}.</p>",
+        f"scored {html.escape(scored_on(metrics))}.</p>",
         *(f"<p>{html.escape(note)}</p>" for note in annotation_notes(metrics)),
         "<h2>Dice</h2>", _table_html(domain_table(metrics, "dice")),
         f"<h2>HD95 ({units})</h2>", _table_html(domain_table(metrics, "hd95")),

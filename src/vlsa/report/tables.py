@@ -112,9 +112,23 @@ def annotation_notes(metrics: dict) -> list[str]:
     return notes
 
 
+def scored_on(metrics: dict) -> str:
+    """What was scored, as a phrase: the run dataset's split, and each target dataset's own (e.g. the
+    DoFE sample's crops, all splits, beside Drishti-GS1's test split)."""
+    def split(value) -> str:
+        return "all images (all splits)" if value == "all" else "test split"
+
+    unit = metrics.get("unit_of_evaluation", "image")
+    others = [f"{name}: {split(t.get('split'))}" for name, t in metrics.get("target_datasets", {}).items()]
+    if not others:
+        return f"per {unit}, each domain's {split(metrics.get('split'))}"
+    return f"per {unit}; {metrics['dataset']}: {split(metrics.get('split'))}; target datasets {', '.join(others)}"
+
+
 def metrics_markdown(metrics: dict) -> str:
     units = "mm" if metrics.get("units") == "mm" else "px"
-    parts = [f"# Evaluation: {metrics['dataset']}, source {', '.join(metrics['source'])}\n"]
+    parts = [f"# Evaluation: {metrics['dataset']}, source {', '.join(metrics['source'])}\n",
+             f"\nScored {scored_on(metrics)}.\n"]
     notes = annotation_notes(metrics)
     other = [n for n, d in metrics["domains"].items() if d.get("units", units) != units]
     if other:  # e.g. ACDC's h5 copy (no spacing: voxels) beside Sunnybrook DICOM (mm)
