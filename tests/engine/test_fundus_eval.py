@@ -2,6 +2,7 @@
 whole-photo evaluation through the locator, on a tiny run trained on synthetic whole photos."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -34,7 +35,9 @@ def test_vcdr_is_measured_on_the_post_processed_map():
 
 def test_evaluate_adds_vcdr_the_whole_photo_path_and_the_locator_metric(photo_run, capsys):
     assert main(["evaluate", "--run", str(photo_run), "--report"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert re.search(r"whole photos DrishtiGS1: +100%\|[^|]*\| 6/6 ", captured.err)  # a bar with its total
     metrics = json.loads((photo_run / "metrics.json").read_text())
     roi_vcdr = metrics["vcdr"]["domains"]["DrishtiGS1"]
     assert roi_vcdr["n"] == 6 and 0 <= roi_vcdr["mae"] <= 1

@@ -97,11 +97,13 @@ class FundusMeasures:
         self.run_dir, self.config, self.spec, self.reader, self.device = Path(run_dir), config, spec, reader, device
         self.active = _fundus(spec)
         self.cases: dict[str, list[dict]] = {}
+        self.counts: dict[str, int] = {}  # ROIs evaluated per domain = its whole photos (the progress bar's total)
 
     def add(self, domain: str, samples, native: list[np.ndarray]) -> None:
         """The domain's samples and their predictions on the annotation grid (as `score` takes them)."""
         if not self.active:
             return
+        self.counts[domain] = len(samples)
         rows = [{"name": s.name, "vcdr": vcdr_of(p, self.spec), "experts": list(s.meta["cdr_experts"])}
                 for s, p in zip(samples, native) if "cdr_experts" in s.meta]
         if rows:
@@ -150,7 +152,7 @@ class FundusMeasures:
         for domain in domains:
             acc, ratios, located = DomainAccumulator(self.spec.regions), [], []
             for photo in tqdm(_photos(self.reader, domain, parts), desc=f"whole photos {domain}", unit="photo",
-                              disable=quiet, leave=False):
+                              total=self.counts.get(domain), disable=quiet, leave=False):
                 out = segmenter.segment(photo.image)
                 acc.add(photo.name, out.labels, photo.label, (1.0, 1.0))
                 truth = tuple(photo.meta.get("disc_box") or roi.bounding_box(photo.label > 0))
