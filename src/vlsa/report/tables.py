@@ -89,13 +89,14 @@ def small_sample_note(metrics: dict) -> str | None:
     few = [f"{name} (n={d['n']})" for name, d in metrics["domains"].items() if d["n"] < SMALL_N]
     if not few:
         return None
-    return (f"fewer than {SMALL_N} cases in {', '.join(few)}: a mean over so few images is an anecdote, not an "
+    return (f"fewer than {SMALL_N} cases in {', '.join(few)}: a mean over so few cases is an anecdote, not an "
             "estimate for the site; pool sites or score the full release before comparing methods.")
 
 
 def annotation_notes(metrics: dict) -> list[str]:
-    """One line per dataset with a label rule (e.g. Drishti-GS1's expert agreement threshold),
-    and per domain whose regions are not annotated in every case (scored on fewer cases)."""
+    """The lines above the tables: an unfinished run, domains with fewer than SMALL_N cases, one line
+    per dataset with a label rule (e.g. Drishti-GS1's expert agreement threshold), and per domain
+    whose regions are not annotated in every case (scored on fewer cases)."""
     notes = [] if (state := unfinished(metrics)) is None else [state]
     notes += [] if (few := small_sample_note(metrics)) is None else [few[0].upper() + few[1:]]
     rules = {metrics["dataset"]: metrics.get("label_rule")}
