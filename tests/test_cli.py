@@ -38,16 +38,20 @@ def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path):
     (["predict", "--run", "/nonexistent/run", "--input", "/nonexistent/x.png", "--output", "out"],
      "/nonexistent/x.png: input not found"),
     (["predict", "--run", "/nonexistent/run", "--input", ".", "--output", "out"], "/nonexistent/run: run directory not found"),
+    (["predict", "--run", "/nonexistent/run", "--input", "notes.md", "--output", "out"],
+     "notes.md: unsupported file type (expected PNG/JPEG/BMP/TIFF, NIfTI or DICOM)"),
     (["diagnose", "--run", "/nonexistent/run"], "/nonexistent/run: run directory not found"),
 ])
 def test_a_mistyped_path_is_reported_before_the_engine_is_imported(argv, message, tmp_path):
-    """A new user's mistyped data.root took 12 s to report, behind the torch/MONAI imports: paths are
-    checked first, so the process ends without having imported torch, and writes nothing."""
+    """A new user's mistyped data.root took 12 s to report, behind the torch/MONAI imports (and a
+    README.md given to predict 8 s): paths are checked first, so the process ends without having
+    imported torch, and writes nothing."""
+    (tmp_path / "notes.md").write_text("# a file of another type\n")
     code = f"import sys\nfrom vlsa.cli import main\nrc = main({argv!r})\nprint(rc, 'torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.stdout.split() == ["2", "False"]
     assert message in proc.stderr and proc.stderr.count("\n") == 1
-    assert list(tmp_path.iterdir()) == []  # no run or output folder begun
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.md"]  # no run or output folder begun
 
 
 def test_help_of_every_subcommand(capsys):

@@ -32,7 +32,7 @@ from vlsa.engine.inference import check_tta, model_logits
 from vlsa.engine.runinfo import resolve_device
 from vlsa.engine.training_inputs import far_from_training
 from vlsa.errors import DataError
-from vlsa.preflight import existing_inputs
+from vlsa.preflight import UNSUPPORTED, existing_inputs
 from vlsa.report.overlay import draw_contours, grid, to_rgb
 
 
@@ -47,7 +47,7 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
             files.extend(found)
         elif p.is_file():
             if not (is_image(p) or is_nifti(p)):
-                raise DataError(p, "unsupported file type (expected PNG/JPEG/BMP/TIFF, NIfTI or DICOM)")
+                raise DataError(p, UNSUPPORTED)
             files.append(p)
     seen: dict[str, Path] = {}
     for f in files:
