@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from vlsa.report.tables import annotation_notes, domain_table, scored_on
+from vlsa.report.tables import annotation_notes, distance_units, domain_table, scored_on
 from vlsa.utils.atomic import write_text
 
 
@@ -40,15 +40,15 @@ def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str
     suffix = Path(metrics_file).stem.removeprefix("metrics")
     overlay_dir = run_dir / ("overlays" if not suffix else f"overlays{suffix}")
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    units = metrics.get("units", "px")
+    units, unit_note = distance_units(metrics)  # a domain in another unit is named in the heading and a note
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Dataset <b>{html.escape(metrics['dataset'])}</b>; trained on <b>{html.escape(', '.join(metrics['source']))}</b>; "
         f"scored {html.escape(scored_on(metrics))}.</p>",
-        *(f"<p>{html.escape(note)}</p>" for note in annotation_notes(metrics)),
+        *(f"<p>{html.escape(note)}</p>" for note in annotation_notes(metrics) + ([unit_note] if unit_note else [])),
         "<h2>Dice</h2>", _table_html(domain_table(metrics, "dice")),
-        f"<h2>HD95 ({units})</h2>", _table_html(domain_table(metrics, "hd95")),
-        f"<h2>ASD ({units})</h2>", _table_html(domain_table(metrics, "asd")),
+        f"<h2>HD95 ({html.escape(units)})</h2>", _table_html(domain_table(metrics, "hd95")),
+        f"<h2>ASD ({html.escape(units)})</h2>", _table_html(domain_table(metrics, "asd")),
     ]
     parts += _clinical_html(metrics)
     if (run_dir / "curves.png").is_file():

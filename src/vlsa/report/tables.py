@@ -126,15 +126,24 @@ def scored_on(metrics: dict) -> str:
     return f"per {unit}; {metrics['dataset']}: {split(metrics.get('split'))}; target datasets {', '.join(others)}"
 
 
-def metrics_markdown(metrics: dict) -> str:
+def distance_units(metrics: dict) -> tuple[str, str | None]:
+    """(the HD95/ASD tables' unit as their headings give it, the note naming domains in another unit
+    or None). Domains may differ: ACDC's h5 copy (no spacing: voxels) beside Sunnybrook DICOM (mm)."""
     units = "mm" if metrics.get("units") == "mm" else "px"
+    other = [n for n, d in metrics["domains"].items() if d.get("units", units) != units]
+    if not other:
+        return units, None
+    theirs = "px" if units == "mm" else "mm"
+    why = "voxel spacing unknown there" if units == "mm" else "voxel spacing known there"
+    return (f"{units}; {theirs} for {', '.join(other)}",
+            f"HD95/ASD of {', '.join(other)} are in {theirs}, not {units} ({why}).")
+
+
+def metrics_markdown(metrics: dict) -> str:
+    units, unit_note = distance_units(metrics)
     parts = [f"# Evaluation: {metrics['dataset']}, source {', '.join(metrics['source'])}\n",
              f"\nScored {scored_on(metrics)}.\n"]
-    notes = annotation_notes(metrics)
-    other = [n for n, d in metrics["domains"].items() if d.get("units", units) != units]
-    if other:  # e.g. ACDC's h5 copy (no spacing: voxels) beside Sunnybrook DICOM (mm)
-        why = "voxel spacing unknown there: px" if units == "mm" else "voxel spacing known there: mm"
-        notes.append(f"HD95/ASD of {', '.join(other)} are not in {units} ({why}).")
+    notes = annotation_notes(metrics) + ([unit_note] if unit_note else [])
     if notes:
         parts.append("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     for metric, title in (("dice", "Dice (higher is better)"), ("hd95", f"HD95, {units} (lower is better)"),
