@@ -136,6 +136,9 @@ def test_markdown_table_and_notes_say_how_many_subjects_miss_an_index():
     assert "| D | LV EF | % | 2 | 0.0 | 0.0 | 0.0 to 0.0 | – |" in md  # r needs 3 subjects
     assert "| D | LV mass | g | 1 |" in md
     assert "- D: LV mass not computed for 1 of 2 subjects: myocardium not annotated at ED." in md
+    # the agreement of 2 subjects (1 for the mass) is said to be rough, per count (Sunnybrook has 5)
+    (few,) = [line for line in md.splitlines() if "fewer than 10 subjects" in line]
+    assert few.startswith("- D: fewer than 10 subjects (") and "LV mass on 1" in few and "LV EF" in few
 
 
 def test_lv_slice_ring_trims_the_predicted_volume_only_and_reads_the_myocardium_before_masking():

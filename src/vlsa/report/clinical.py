@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from vlsa.report.tables import markdown
+from vlsa.report.tables import SMALL_N, markdown
 
 NAMES = {"lv_edv": "LV EDV", "lv_esv": "LV ESV", "lv_sv": "LV SV", "lv_ef": "LV EF", "lv_mass": "LV mass",
          "rv_edv": "RV EDV", "rv_esv": "RV ESV", "rv_sv": "RV SV", "rv_ef": "RV EF"}
@@ -28,7 +28,8 @@ def clinical_rows(metrics: dict) -> list[list[str]]:
 
 
 def refusal_notes(metrics: dict) -> list[str]:
-    """One line per domain and reason: which indices were not computed and why."""
+    """One line per domain and reason: which indices were not computed and why; which rest on fewer
+    than SMALL_N subjects; implausible predicted ejection fractions."""
     notes = []
     for key, entry in (metrics.get("clinical") or {}).items():
         by_reason: dict[tuple[str, int], list[str]] = {}
@@ -37,6 +38,14 @@ def refusal_notes(metrics: dict) -> list[str]:
         for (why, count), names in by_reason.items():
             which = "" if count == entry["subjects"] else f" for {count} of {entry['subjects']} subjects"
             notes.append(f"{key}: {', '.join(names)} not computed{which}: {why}.")
+        few: dict[int, list[str]] = {}
+        for name, stats in entry["indices"].items():
+            if stats["n"] < SMALL_N:
+                few.setdefault(stats["n"], []).append(NAMES.get(name, name))
+        if few:
+            counts = "; ".join(f"{', '.join(names)} on {n}" for n, names in sorted(few.items(), reverse=True))
+            notes.append(f"{key}: fewer than {SMALL_N} subjects ({counts}): bias, limits of agreement and r from so "
+                         "few are rough estimates.")
         for name, subjects in entry.get("implausible", {}).items():
             notes.append(f"{key}: predicted {NAMES.get(name, name)} outside 0-100 % for {len(subjects)} of "
                          f"{entry['subjects']} subjects ({', '.join(subjects)}): the predicted ES cavity is larger "
