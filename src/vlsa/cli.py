@@ -160,7 +160,7 @@ def _predict(args) -> None:
                             values=args.values, postprocess=args.postprocess, fmt=args.format, series_uid=args.series,
                             tta=args.tta)
     what = "class indices 0, 1, .." if args.values == "index" else "the dataset's own mask values"
-    print(f"wrote {len(written)} prediction(s) to {args.output} (pixel values: {what})")
+    print(f"wrote {len(written)} label file(s) to {args.output} (pixel values: {what})")  # NIfTI and SEG per phase count apart
 
 
 def _protocol(args) -> None:
