@@ -6,14 +6,8 @@ import html
 import json
 from pathlib import Path
 
-from vlsa.report.tables import annotation_notes, distance_units, domain_table, scored_on
+from vlsa.report.tables import annotation_notes, distance_units, domain_table, html_table, scored_on
 from vlsa.utils.atomic import write_text
-
-
-def _table_html(rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _clinical_html(metrics: dict) -> list[str]:
@@ -26,7 +20,7 @@ def _clinical_html(metrics: dict) -> list[str]:
     files = metrics.get("clinical_files", {})
     out = ["<h2>Clinical indices</h2><p>Per subject from the predicted and the ground-truth ED and ES volumes "
            f"(<code>{html.escape(files.get('csv', 'clinical.csv'))}</code>); bias = mean(prediction - truth), limits "
-           "of agreement = bias ± 1.96 SD, EF in %.</p>", _table_html(rows),
+           "of agreement = bias ± 1.96 SD, EF in %.</p>", html_table(rows),
            *(f"<p>{html.escape(note)}</p>" for note in refusal_notes(metrics))]
     for key, png in files.get("plots", {}).items():
         out.append(f"<h3>Bland-Altman: {html.escape(key)}</h3><img src=\"{html.escape(png)}\" alt=\"Bland-Altman {html.escape(key)}\">")
@@ -40,15 +34,15 @@ def write_report(run_dir: str | Path, title: str = "vlsa run", metrics_file: str
     suffix = Path(metrics_file).stem.removeprefix("metrics")
     overlay_dir = run_dir / ("overlays" if not suffix else f"overlays{suffix}")
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    units, unit_note = distance_units(metrics)  # a domain in another unit is named in the heading and a note
+    units = distance_units(metrics)[0]  # a domain in another unit is named here and in annotation_notes
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Dataset <b>{html.escape(metrics['dataset'])}</b>; trained on <b>{html.escape(', '.join(metrics['source']))}</b>; "
         f"scored {html.escape(scored_on(metrics))}.</p>",
-        *(f"<p>{html.escape(note)}</p>" for note in annotation_notes(metrics) + ([unit_note] if unit_note else [])),
-        "<h2>Dice</h2>", _table_html(domain_table(metrics, "dice")),
-        f"<h2>HD95 ({html.escape(units)})</h2>", _table_html(domain_table(metrics, "hd95")),
-        f"<h2>ASD ({html.escape(units)})</h2>", _table_html(domain_table(metrics, "asd")),
+        *(f"<p>{html.escape(note)}</p>" for note in annotation_notes(metrics)),
+        "<h2>Dice</h2>", html_table(domain_table(metrics, "dice")),
+        f"<h2>HD95 ({html.escape(units)})</h2>", html_table(domain_table(metrics, "hd95")),
+        f"<h2>ASD ({html.escape(units)})</h2>", html_table(domain_table(metrics, "asd")),
     ]
     parts += _clinical_html(metrics)
     if (run_dir / "curves.png").is_file():

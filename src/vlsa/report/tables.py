@@ -1,4 +1,4 @@
-"""Per-domain result tables: Markdown, CSV and the console.
+"""Per-domain result tables: Markdown, HTML, CSV and the console.
 
 A region no case of a domain annotates (vlsa.metrics.NOT_ANNOTATED) reads "not annotated" in
 every table, never a number; the unseen mean of a region averages the domains that annotate it.
@@ -7,6 +7,7 @@ every table, never a number; the unseen mean of a region averages the domains th
 from __future__ import annotations
 
 import csv
+import html
 import io
 
 from vlsa.metrics import METRICS, NOT_ANNOTATED, is_number
@@ -61,6 +62,13 @@ def markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def html_table(rows: list[list[str]]) -> str:
+    """[header, rows...] -> one HTML table, every cell escaped (report.html's tables)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def console(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
@@ -95,8 +103,9 @@ def small_sample_note(metrics: dict) -> str | None:
 
 def annotation_notes(metrics: dict) -> list[str]:
     """The lines above the tables: an unfinished run, domains with fewer than SMALL_N cases, one line
-    per dataset with a label rule (e.g. Drishti-GS1's expert agreement threshold), and per domain
-    whose regions are not annotated in every case (scored on fewer cases)."""
+    per dataset with a label rule (e.g. Drishti-GS1's expert agreement threshold), per domain whose
+    regions are not annotated in every case (scored on fewer cases), and domains whose HD95/ASD are
+    in another unit (`distance_units`)."""
     notes = [] if (state := unfinished(metrics)) is None else [state]
     notes += [] if (few := small_sample_note(metrics)) is None else [few[0].upper() + few[1:]]
     rules = {metrics["dataset"]: metrics.get("label_rule")}
@@ -110,6 +119,7 @@ def annotation_notes(metrics: dict) -> list[str]:
             notes.append(f"{name}: {', '.join(missing)} not annotated (not scored, left out of the means).")
         if fewer:
             notes.append(f"{name}: scored only on the cases that annotate it: {', '.join(fewer)}.")
+    notes += [] if (unit_note := distance_units(metrics)[1]) is None else [unit_note]
     return notes
 
 
@@ -140,10 +150,10 @@ def distance_units(metrics: dict) -> tuple[str, str | None]:
 
 
 def metrics_markdown(metrics: dict) -> str:
-    units, unit_note = distance_units(metrics)
+    units = distance_units(metrics)[0]
     parts = [f"# Evaluation: {metrics['dataset']}, source {', '.join(metrics['source'])}\n",
              f"\nScored {scored_on(metrics)}.\n"]
-    notes = annotation_notes(metrics) + ([unit_note] if unit_note else [])
+    notes = annotation_notes(metrics)
     if notes:
         parts.append("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     for metric, title in (("dice", "Dice (higher is better)"), ("hd95", f"HD95, {units} (lower is better)"),

@@ -6,13 +6,7 @@ from __future__ import annotations
 
 import html
 
-from vlsa.report.tables import domain_table, markdown
-
-
-def _table(rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+from vlsa.report.tables import domain_table, html_table, markdown
 
 
 def vcdr_rows(metrics: dict) -> list[list[str]]:
@@ -63,7 +57,7 @@ def clinical_sections(metrics: dict) -> list[str]:
     for level, title, text, rows, plot in fundus_sections(metrics):
         parts.append(f"<h{level}>{html.escape(title)}</h{level}>")
         parts += [f"<p>{html.escape(text)}</p>"] if text else []
-        parts.append(_table(rows))
+        parts.append(html_table(rows))
         if plot:
             parts.append(f'<img src="{html.escape(plot)}" alt="Bland-Altman plot of vCDR">')
     return parts
