@@ -33,15 +33,22 @@ def existing_run(run_dir: str | Path) -> Path:
 UNSUPPORTED = "unsupported file type (expected PNG/JPEG/BMP/TIFF, NIfTI or DICOM)"
 
 
-def existing_inputs(paths: list[str | Path]) -> None:
-    """Every file or folder given to `vlsa predict` must exist, and every file be an image, a NIfTI
-    volume or a DICOM file (by its header, whatever its name; folders are left to the engine).
-    Raises DataError naming the first that is not."""
-    from vlsa.data.dicom import read_header  # pydicom: light beside torch
-    from vlsa.data.io import is_image, is_nifti
-
+def existing_paths(paths: list[str | Path]) -> None:
+    """Every file or folder given to `vlsa predict` must exist. Raises DataError naming the first
+    that does not."""
     for p in map(Path, paths):
         if not p.exists():
             raise DataError(p, "input not found")
+
+
+def existing_inputs(paths: list[str | Path]) -> None:
+    """`existing_paths`, and every file an image, a NIfTI volume or a DICOM file (by its header,
+    whatever its name; folders are left to the engine). Raises DataError naming the first that is
+    not."""
+    from vlsa.data.dicom import read_header  # pydicom: light beside torch
+    from vlsa.data.io import is_image, is_nifti
+
+    existing_paths(paths)
+    for p in map(Path, paths):
         if p.is_file() and not (is_image(p) or is_nifti(p)) and read_header(p) is None:
             raise DataError(p, UNSUPPORTED)

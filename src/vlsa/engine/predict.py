@@ -32,12 +32,12 @@ from vlsa.engine.inference import check_tta, model_logits
 from vlsa.engine.runinfo import resolve_device
 from vlsa.engine.training_inputs import far_from_training
 from vlsa.errors import DataError
-from vlsa.preflight import UNSUPPORTED, existing_inputs
+from vlsa.preflight import UNSUPPORTED, existing_paths
 from vlsa.report.overlay import draw_contours, grid, to_rgb
 
 
 def collect_inputs(paths: list[str | Path]) -> list[Path]:
-    existing_inputs(paths)
+    existing_paths(paths)  # the type of each file is checked below (DICOM series were split off before)
     files = []
     for p in map(Path, paths):
         if p.is_dir():
