@@ -150,9 +150,15 @@ def trainer_class(config: Config) -> type[Trainer]:
     return LocatorTrainer if config.train.mode == "locator" else Trainer
 
 
+def locator_follows(config: Config) -> bool:
+    """Whether `vlsa train` trains the disc locator after this run (a segmentation run with
+    `train.locator.enabled`)."""
+    return config.train.mode == "segmentation" and config.train.locator.enabled
+
+
 def train_after_segmentation(config: Config, out: str | Path, quiet: bool = False) -> Path | None:
     """`train.locator.enabled` on a segmentation run: train (or finish) RUN/locator. None otherwise."""
-    if config.train.mode != "segmentation" or not config.train.locator.enabled:
+    if not locator_follows(config):
         return None
     target, own = locator_dir(out), locator_config(config)
     if last_path(target).is_file():

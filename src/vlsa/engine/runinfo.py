@@ -19,8 +19,8 @@ from vlsa import __version__
 def source_revision(package: str | Path | None = None) -> dict | None:
     """The git commit of the vlsa source this process runs, and whether the package's tracked files
     differ from that commit (`dirty`): {"commit": 40 hex digits, "dirty": bool}. None when the
-    package is not a tracked file of a git checkout (a wheel install, even inside a repository's .venv) or git is
-    absent, so a run never records a commit that is not the code it ran. `package`: the folder
+    package is not a tracked file of a git checkout (a wheel install, even inside a repository's
+    .venv) or git is absent, so a run never records a commit that is not the code it ran. `package`: the folder
     holding the package's __init__.py (default: this vlsa's)."""
     package = Path(package) if package is not None else Path(__file__).resolve().parents[1]
 

@@ -374,9 +374,10 @@ class Trainer:
                 record(self.out, self.config, self.data.spec, self.data.val_set, self.device)
 
     def summarise(self) -> str:
-        cfg = self.config.train
+        from vlsa.engine.locator import locator_follows  # locator builds on this module
+
         return run_folder.summary(self.out, self.best, run_folder.best_path(self.out),
-                                  locator_follows=cfg.mode == "segmentation" and cfg.locator.enabled)
+                                  locator_follows=locator_follows(self.config))
 
 
 def train(config: Config | None, out: str | Path, resume: bool = False, stop_at: int | None = None,
